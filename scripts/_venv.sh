@@ -1,0 +1,22 @@
+# Shared by scripts/demo, scripts/test and scripts/bench: make .venv and install zstore.
+# Usage: source scripts/_venv.sh [EXTRA]   (EXTRA: e.g. "test")
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+EXTRA="${1:-}"
+PYTHON="${PYTHON:-python3}"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "==> creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+fi
+# Reinstall when pyproject.toml changed since the last install into this venv.
+SPEC="."
+[[ -n "$EXTRA" ]] && SPEC=".[$EXTRA]"
+STAMP="$VENV/.zstore-installed-$(echo "$SPEC" | tr -c 'a-z' '_')"
+if [[ ! -f "$STAMP" || "$ROOT/pyproject.toml" -nt "$STAMP" ]]; then
+  echo "==> installing zstore$([[ -n "$EXTRA" ]] && echo " with the $EXTRA extra") into $VENV"
+  (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet -e "$SPEC")
+  touch "$STAMP"
+fi
+PY="$VENV/bin/python"

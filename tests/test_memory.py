@@ -1,0 +1,49 @@
+"""Peak memory of streaming writes, measured in a fresh subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = """
+import json, resource, sys
+import dask.array as da, numpy as np, zstore as zs
+n_rois, n_frames, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+X = da.random.default_rng(0).standard_normal(
+    (n_rois, n_frames), chunks=(256, n_frames), dtype=np.float32
+) + 100
+exp = zs.create_experiment(path, exp_id="mem")
+exp.add_trial("t", zs.AnnotatedData(X))
+trial = zs.open_experiment(path).load_trial("t")
+first = trial.data.X[:, :1000].compute()
+print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "shape": list(trial.data.shape), "window": float(first.mean())}))
+"""
+
+
+def peak_rss_of_add_trial(tmp_path: Path, n_rois: int, n_frames: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(n_rois), str(n_frames), str(tmp_path / "m.zarr")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_add_trial_from_dask_streams_in_bounded_memory(tmp_path: Path) -> None:
+    # 800 MB of X, more than the bound: it holds only if the matrix is streamed.
+    result = peak_rss_of_add_trial(tmp_path, 2048, 100_000)
+    assert result["shape"] == [2048, 100_000]
+    assert abs(result["window"] - 100) < 0.1
+    assert result["peak_mb"] < 600, result
+
+
+@pytest.mark.slow
+def test_add_trial_of_1_6_gb_under_600_mb(tmp_path: Path) -> None:
+    result = peak_rss_of_add_trial(tmp_path, 4096, 100_000)
+    assert result["peak_mb"] < 600, result

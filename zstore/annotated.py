@@ -1,0 +1,204 @@
+"""AnnotatedData: an AnnData of one imaging trial, with the tutorial's verbs and texts.
+
+Rows (obs) are ROIs, columns (var) are imaging frames. This module knows nothing about
+storage: a trial loaded from a store is an AnnotatedData whose X and layers happen to
+be dask arrays over Zarr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidNameError, KeyNotFoundError
+from .names import check_name
+
+__all__ = ["AnnotatedData"]
+
+
+class AnnotatedData(ad.AnnData):
+    """The annotated data of one imaging trial: ROIs x frames.
+
+    A subclass of :class:`anndata.AnnData` that keeps the imaging tutorial's verbs
+    (``add_layer``, ``add_obs``, ``del_obs``, ``add_var``, ``del_var``) and texts.
+    ``X`` may be a numpy array, a dask array (kept lazy) or a DataFrame, whose index and
+    columns become the ROI and frame names.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> import zstore as zs
+    >>> adata = zs.AnnotatedData(np.zeros((3, 5), dtype="float32"))
+    >>> adata
+    Annotated Data of n_obs (# ROIs) × n_vars (# Frames) = 3 × 5
+    >>> adata.add_obs(obs_name="iscell", values=[True, False, True])
+    >>> adata.obs.columns.tolist()
+    ['iscell']
+    """
+
+    def __init__(self, X: Any = None, obs: Any = None, var: Any = None, **kwargs: Any):
+        if isinstance(X, pd.DataFrame) and not kwargs.get("asview", False):
+            obs = _frame_or_default(obs, X.index)
+            var = _frame_or_default(var, X.columns)
+            X = X.to_numpy()
+        super().__init__(X, obs, var, **kwargs)
+
+    # -- texts -----------------------------------------------------------------------
+
+    def _gen_repr(self, n_obs: int, n_vars: int) -> str:
+        return f"Annotated Data of n_obs (# ROIs) × n_vars (# Frames) = {n_obs} × {n_vars}"
+
+    def __repr__(self) -> str:
+        # The tutorial's text has no "View of" prefix: a view prints as what it shows.
+        return self._gen_repr(self.n_obs, self.n_vars)
+
+    def __str__(self) -> str:
+        lines = [repr(self), "available attributes:", "\t.X (primary datamatrix)"]
+        lines += ["\t.obs (obs metadata):", f"\t\t|- {_keys_text(self.obs.keys())}"]
+        lines += ["\t.var (vars metadata):", f"\t\t|- {_keys_text(self.var.keys())}"]
+        for attr in ("uns", "obsm", "varm", "layers", "obsp", "varp"):
+            keys = list(getattr(self, attr).keys())
+            if keys:
+                lines += [f"\t.{attr}:", f"\t\t|- {_keys_text(keys)}"]
+        return "\n".join(lines)
+
+    # -- staying an AnnotatedData through anndata's operations -----------------------
+
+    def __getitem__(self, index: Any) -> AnnotatedData:
+        oidx, vidx = self._normalize_indices(index)
+        return AnnotatedData(self, oidx=oidx, vidx=vidx, asview=True)
+
+    def copy(self, filename: Any = None) -> AnnotatedData:
+        return _as_annotated(super().copy(filename))
+
+    def to_memory(self, copy: bool = False) -> AnnotatedData:
+        return _as_annotated(super().to_memory(copy=copy))
+
+    # -- the tutorial's verbs ------------------------------------------------------------
+
+    def add_layer(self, layer_name: str, data: Any) -> None:
+        """Add ``data`` (same shape as X) as the layer ``layer_name``.
+
+        A dask array stays lazy: nothing is computed until it is saved or computed.
+
+        Examples
+        --------
+        >>> import numpy as np, zstore as zs
+        >>> adata = zs.AnnotatedData(np.ones((2, 4), dtype="float32"))
+        >>> adata.add_layer(layer_name="dFF", data=np.zeros((2, 4), dtype="float32"))
+        >>> list(adata.layers)
+        ['dFF']
+        """
+        check_name(layer_name, kind="layer name")
+        if isinstance(data, pd.DataFrame):
+            data = data.to_numpy()
+        shape = tuple(getattr(data, "shape", ()))
+        if shape != self.shape:
+            raise ValueError(
+                f"add_layer({layer_name!r}): the data has shape {shape} but X has shape "
+                f"{self.shape} (ROIs x frames); pass an array of shape {self.shape}"
+            )
+        self.layers[layer_name] = data
+
+    def add_obs(self, obs_name: str, values: Iterable[Any]) -> None:
+        """Add a column of per-ROI values to ``obs``.
+
+        Examples
+        --------
+        >>> import numpy as np, zstore as zs
+        >>> adata = zs.AnnotatedData(np.ones((2, 4), dtype="float32"))
+        >>> adata.add_obs(obs_name="depth_um", values=[120.0, 140.0])
+        >>> adata.obs["depth_um"].tolist()
+        [120.0, 140.0]
+        """
+        self.obs[obs_name] = _column(self.obs, obs_name, values, axis="obs", unit="ROIs")
+
+    def del_obs(self, obs_name: str) -> None:
+        """Remove the column ``obs_name`` from ``obs``.
+
+        Examples
+        --------
+        >>> import numpy as np, zstore as zs
+        >>> adata = zs.AnnotatedData(np.ones((2, 4), dtype="float32"))
+        >>> adata.add_obs(obs_name="depth_um", values=[120.0, 140.0])
+        >>> adata.del_obs("depth_um")
+        >>> adata.obs.columns.tolist()
+        []
+        """
+        _drop(self.obs, obs_name, verb="del_obs", axis="obs")
+
+    def add_var(self, var_name: str, values: Iterable[Any]) -> None:
+        """Add a column of per-frame values to ``var``.
+
+        Examples
+        --------
+        >>> import numpy as np, zstore as zs
+        >>> adata = zs.AnnotatedData(np.ones((2, 3), dtype="float32"))
+        >>> adata.add_var(var_name="stim", values=[0, 1, 0])
+        >>> adata.var["stim"].tolist()
+        [0, 1, 0]
+        """
+        self.var[var_name] = _column(self.var, var_name, values, axis="var", unit="frames")
+
+    def del_var(self, var_name: str) -> None:
+        """Remove the column ``var_name`` from ``var``.
+
+        Examples
+        --------
+        >>> import numpy as np, zstore as zs
+        >>> adata = zs.AnnotatedData(np.ones((2, 3), dtype="float32"))
+        >>> adata.add_var(var_name="stim", values=[0, 1, 0])
+        >>> adata.del_var("stim")
+        >>> "stim" in adata.var
+        False
+        """
+        _drop(self.var, var_name, verb="del_var", axis="var")
+
+
+def _as_annotated(adata: ad.AnnData) -> AnnotatedData:
+    return adata if isinstance(adata, AnnotatedData) else AnnotatedData(adata)
+
+
+def _frame_or_default(frame: Any, index: pd.Index) -> Any:
+    if frame is None:
+        return pd.DataFrame(index=index.astype(str))
+    return frame
+
+
+def _keys_text(keys: Iterable[Any]) -> str:
+    return str(list(keys))[1:-1]
+
+
+def _column(frame: pd.DataFrame, name: str, values: Iterable[Any], *, axis: str, unit: str) -> Any:
+    verb = f"add_{axis}"
+    if not isinstance(name, str):
+        raise InvalidNameError(
+            f"{verb}: column names must be str, got {name!r} ({type(name).__name__})"
+        )
+    check_name(name, kind=f"{axis} column name")
+    if isinstance(values, pd.Series):
+        if values.index.equals(frame.index):
+            return values
+        values = values.to_numpy()
+    elif not hasattr(values, "__len__"):
+        values = list(values)
+    n = len(values)  # type: ignore[arg-type]
+    if n != len(frame):
+        raise ValueError(
+            f"{verb}({name!r}): got {n} values but the {axis} axis has {len(frame)} "
+            f"{unit}; pass one value per {unit[:-1]}"
+        )
+    return np.asarray(values) if not isinstance(values, pd.Categorical) else values
+
+
+def _drop(frame: pd.DataFrame, name: str, *, verb: str, axis: str) -> None:
+    if name not in frame.columns:
+        raise KeyNotFoundError(
+            f"{verb}({name!r}): there is no {axis} column {name!r}; "
+            f"the {axis} columns are {list(frame.columns)}"
+        )
+    del frame[name]

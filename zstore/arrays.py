@@ -1,0 +1,288 @@
+"""ROIs x frames matrices in Zarr: chunk planning, sharded streaming writes, lazy reads.
+
+A storage block ("shard") holds every frame of a block of ROIs, so a per-ROI computation
+over the whole trace is one task per shard. Inside a shard, inner chunks are small along
+both axes so that one ROI's trace or one time window does not read whole shards. Every
+write is done by tasks that each write whole shards: no locks, and safe under
+dask.distributed (two tasks writing parts of one shard corrupt it in zarr-python).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, ZstdCodec
+
+from .errors import CorruptChunkError
+
+__all__ = [
+    "DIMENSION_NAMES",
+    "Progress",
+    "StorageConfig",
+    "as_shard_blocks",
+    "create_matrix",
+    "lazy_matrix",
+    "plan_chunks",
+    "store_matrices",
+]
+
+DIMENSION_NAMES = ("roi", "frame")
+ARRAY_ENCODING = {"encoding-type": "array", "encoding-version": "0.2.0"}
+MIB = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageConfig:
+    """How ROIs x frames matrices are chunked and compressed.
+
+    Parameters
+    ----------
+    shard_bytes
+        Target uncompressed size of one shard (a block of ROIs x all frames): one dask
+        task reads or writes one shard, so it sets both task size and memory per task.
+    inner_rois, inner_frames
+        Inner chunk shape: the unit of compression and of partial reads.
+    codec
+        ``"blosc-lz4"`` (default: fast to encode and decode), ``"blosc-zstd"``,
+        ``"zstd"`` or ``"none"``. A crc32c checksum is always appended.
+    clevel
+        Compression level for the codec.
+
+    Examples
+    --------
+    >>> from zstore.arrays import StorageConfig
+    >>> StorageConfig(shard_bytes=32 * 2**20).codec
+    'blosc-lz4'
+    """
+
+    shard_bytes: int = 32 * MIB
+    inner_rois: int = 16
+    inner_frames: int = 8192
+    codec: str = "blosc-lz4"
+    clevel: int = 5
+
+    def __post_init__(self) -> None:
+        for field in ("shard_bytes", "inner_rois", "inner_frames"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"StorageConfig.{field} must be a positive int, got {value!r}")
+        if self.codec not in _CODECS:
+            raise ValueError(
+                f"StorageConfig.codec must be one of {sorted(_CODECS)}, got {self.codec!r}"
+            )
+
+    def compressors(self) -> list[Any]:
+        return [*_CODECS[self.codec](self.clevel), Crc32cCodec()]
+
+
+_CODECS: dict[str, Callable[[int], list[Any]]] = {
+    "blosc-lz4": lambda level: [
+        BloscCodec(cname="lz4", clevel=level, shuffle=BloscShuffle.shuffle)
+    ],
+    "blosc-zstd": lambda level: [
+        BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle)
+    ],
+    "zstd": lambda level: [ZstdCodec(level=level)],
+    "none": lambda level: [],
+}
+
+
+def plan_chunks(
+    shape: tuple[int, int], itemsize: int, config: StorageConfig
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Return ``(shard, inner)`` chunk shapes for a ROIs x frames matrix.
+
+    The shard spans every frame (its frame extent is rounded up to a whole number of
+    inner chunks, so it may exceed the array) and as many ROIs as fit ``shard_bytes``,
+    in whole inner chunks.
+
+    Examples
+    --------
+    >>> from zstore.arrays import StorageConfig, plan_chunks
+    >>> plan_chunks((4096, 100000), 4, StorageConfig())
+    ((64, 106496), (16, 8192))
+    """
+    n_rois, n_frames = shape
+    inner_f = max(1, min(config.inner_frames, n_frames))
+    inner_r = max(1, min(config.inner_rois, n_rois))
+    shard_f = math.ceil(max(n_frames, 1) / inner_f) * inner_f
+    row_bytes = max(1, shard_f * itemsize)
+    rows = max(1, config.shard_bytes // row_bytes)
+    blocks = max(1, rows // inner_r)
+    blocks = min(blocks, math.ceil(max(n_rois, 1) / inner_r))
+    return (blocks * inner_r, shard_f), (inner_r, inner_f)
+
+
+def create_matrix(
+    group: zarr.Group,
+    name: str,
+    *,
+    shape: tuple[int, int],
+    dtype: Any,
+    config: StorageConfig,
+    attributes: dict[str, Any] | None = None,
+) -> zarr.Array:
+    """Create (replacing any existing) a sharded ROIs x frames array in ``group``."""
+    dtype = np.dtype(dtype)
+    shard, inner = plan_chunks(shape, dtype.itemsize, config)
+    return group.create_array(
+        name,
+        shape=shape,
+        dtype=dtype,
+        chunks=inner,
+        shards=shard,
+        compressors=config.compressors(),
+        fill_value=0,
+        dimension_names=DIMENSION_NAMES,
+        attributes={**ARRAY_ENCODING, **(attributes or {})},
+        overwrite=True,
+    )
+
+
+def as_shard_blocks(data: Any, target: zarr.Array) -> da.Array:
+    """``data`` as a dask array whose blocks are exactly ``target``'s shards."""
+    rows = target.shards[0] if target.shards else target.chunks[0]
+    chunks = (rows, max(target.shape[1], 1))
+    if isinstance(data, da.Array):
+        arr = data.astype(target.dtype) if data.dtype != target.dtype else data
+        if arr.chunks[0][:-1] and set(arr.chunks[0][:-1]) == {rows} and arr.numblocks[1] == 1:
+            return arr
+        return arr.rechunk(chunks)
+    return da.from_array(np.asarray(data), chunks=chunks).astype(target.dtype)
+
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(shards_done, shards_total)`` while matrices are written."""
+
+
+def store_matrices(
+    sources: Sequence[Any],
+    targets: Sequence[zarr.Array],
+    *,
+    progress: Progress | None = None,
+    parallel: int | None = None,
+) -> None:
+    """Stream each source into its target, one task per shard.
+
+    Sources may be numpy arrays or dask arrays of any chunking; they are rechunked to
+    whole shards first, since tasks writing parts of one shard would corrupt it. Shards
+    are written in waves as wide as the workers available, which bounds memory to a
+    few shards per worker however the scheduler would order the whole graph.
+    """
+    for src, dst in zip(sources, targets, strict=True):
+        if tuple(src.shape) != tuple(dst.shape):
+            raise ValueError(f"cannot write an array of shape {src.shape} into {dst.path}")
+    blocks = [as_shard_blocks(src, dst) for src, dst in zip(sources, targets, strict=True)]
+    jobs = [
+        (i, start, start + rows)
+        for i, block in enumerate(blocks)
+        for start, rows in zip(np.cumsum((0, *block.chunks[0][:-1])), block.chunks[0], strict=True)
+        if rows
+    ]
+    width = parallel or _worker_count()
+    if progress:
+        progress(0, len(jobs))
+    with dask.config.set({"array.slicing.split_large_chunks": False}):
+        for done in range(0, len(jobs), width):
+            wave = jobs[done : done + width]
+            da.store(
+                [blocks[i][int(a) : int(b)] for i, a, b in wave],
+                [targets[i] for i, _, _ in wave],  # type: ignore[misc]
+                regions=[(slice(int(a), int(b)), slice(None)) for _, a, b in wave],
+                lock=False,
+                compute=True,
+            )
+            release_freed_memory()
+            if progress:
+                progress(done + len(wave), len(jobs))
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the last shards back to the OS (glibc only; else a no-op).
+
+    Encoding shards allocates and frees many buffers of a few hundred kB; glibc keeps
+    them in per-thread arenas, where fragmentation grows RSS by hundreds of MB over a
+    long write although nothing is held. ``malloc_trim(0)`` returns those pages.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 (glibc only: musl has no malloc_trim)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _load_libc()
+
+
+def _worker_count() -> int:
+    """Threads that will run the tasks: a distributed client's, or the local pool's."""
+    try:
+        from distributed import get_client
+
+        return max(1, sum(get_client().nthreads().values()))
+    except (ImportError, ValueError):
+        pass
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def lazy_matrix(array: zarr.Array, *, name: str, label: str) -> da.Array:
+    """A dask array over a stored matrix, one block per shard; reads nothing now.
+
+    ``label`` names the array in errors (e.g. "trial 't-005' X"); ``name`` is the dask
+    name, unique to this version of the array so that re-written arrays get new names.
+    """
+    rows = array.shards[0] if array.shards else array.chunks[0]
+    cols = array.shards[1] if array.shards else array.chunks[1]
+    return da.from_array(
+        _ChecksummedReader(array, label),
+        chunks=(rows, min(cols, max(array.shape[1], 1))),
+        name=name,
+        lock=False,
+        asarray=False,
+        fancy=False,
+        meta=np.empty((0, 0), dtype=array.dtype),
+        inline_array=True,
+    )
+
+
+class _ChecksummedReader:
+    """Reads regions of a Zarr array, naming the trial, array and shard on bad checksums."""
+
+    def __init__(self, array: zarr.Array, label: str):
+        self.array = array
+        self.label = label
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            out = np.asarray(self.array[key])
+            release_freed_memory()  # decode buffers: see release_freed_memory
+            return out
+        except ValueError as err:
+            if "checksum" not in str(err):
+                raise
+            raise CorruptChunkError(
+                f"{self.label} ({self.array.store_path}): a stored chunk in region {key} "
+                f"failed its crc32c checksum, so its bytes were changed after writing; "
+                f"run `zstore verify` to list damaged chunks and restore them from a copy"
+            ) from err

@@ -1,0 +1,277 @@
+"""dF/F per ROI, as the reference tool defines it, on numpy (eager) or dask (lazy) arrays.
+
+Percentile baseline (the reference, default), per ROI over the whole trace::
+
+    t = percentile(row, pct); f0 = mean(row[row < t]); dff = (row - f0) / |f0| * 100
+
+Maximin baseline (suite2p's, for drift and bleaching): Gaussian smoothing, then a running
+minimum, then a running maximum over ``win_baseline`` seconds.
+
+A row with a NaN, or with nothing strictly below ``t``, becomes all-NaN; one warning
+names those ROIs (for dask input: once per compute, when the blocks run).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.callbacks import Callback
+
+from ..errors import emit_user_warning
+
+__all__ = ["neuropil_correct", "normalize_dff"]
+
+BASELINES = ("percentile", "maximin")
+_ROWS_PER_PASS_BYTES = 16 << 20  # float64 working set per pass over a block
+
+
+def normalize_dff(
+    arr: Any,
+    *,
+    normalize_pct: float = 20,
+    baseline: str = "percentile",
+    fs: float | None = None,
+    sig_baseline: float = 10.0,
+    win_baseline: float = 60.0,
+    roi_names: Sequence[Any] | None = None,
+) -> Any:
+    """dF/F of every ROI (row) over its whole trace, in percent; float32 out.
+
+    Parameters
+    ----------
+    arr
+        ROIs x frames. numpy in: numpy out. dask in: a lazy dask array (one task per
+        block of ROIs; the frame axis is made one chunk first).
+    normalize_pct
+        Percentile defining the baseline threshold (``baseline="percentile"``).
+    baseline
+        ``"percentile"`` (the reference definition) or ``"maximin"``.
+    fs, sig_baseline, win_baseline
+        For ``"maximin"``: frame rate (Hz), Gaussian sigma (frames) and the running
+        min/max window (seconds).
+    roi_names
+        Names used for the ROIs in the warning about all-NaN rows (default: row
+        indices).
+
+    Examples
+    --------
+    >>> import numpy as np, zstore as zs
+    >>> F = np.array([[1.0, 2.0, 3.0, 4.0, 10.0]], dtype="float32")
+    >>> zs.normalize_dff(F, normalize_pct=50)
+    array([[-33.333332,  33.333332, 100.      , 166.66667 , 566.6667  ]],
+          dtype=float32)
+    """
+    _check_args(arr, normalize_pct, baseline, fs, sig_baseline, win_baseline)
+    params = _params(normalize_pct, baseline, fs, sig_baseline, win_baseline)
+    if isinstance(arr, da.Array):
+        return _lazy(arr, params, roi_names)
+    data = np.asarray(arr)
+    out, bad = _dff_block(data, params)
+    if bad.any():
+        emit_user_warning(_nan_message(np.flatnonzero(bad), len(data), params, roi_names))
+    return out
+
+
+def neuropil_correct(F: Any, Fneu: Any, *, coeff: float = 0.7) -> Any:
+    """``F - coeff * Fneu`` in float32; lazy for dask input.
+
+    Examples
+    --------
+    >>> import numpy as np, zstore as zs
+    >>> zs.neuropil_correct(np.array([[10.0]]), np.array([[4.0]]), coeff=0.5)
+    array([[8.]], dtype=float32)
+    """
+    if not np.isfinite(coeff):
+        raise ValueError(f"neuropil coeff must be a finite number, got {coeff!r}")
+    if tuple(F.shape) != tuple(Fneu.shape):
+        raise ValueError(f"F has shape {F.shape} but Fneu has shape {Fneu.shape}; they must match")
+    if isinstance(F, da.Array) or isinstance(Fneu, da.Array):
+        F, Fneu = da.asarray(F), da.asarray(Fneu)
+        return (F.astype(np.float32) - np.float32(coeff) * Fneu.astype(np.float32)).astype(
+            np.float32
+        )
+    return (np.asarray(F, np.float32) - np.float32(coeff) * np.asarray(Fneu, np.float32)).astype(
+        np.float32
+    )
+
+
+def _check_args(
+    arr: Any, pct: float, baseline: str, fs: float | None, sig: float, win: float
+) -> None:
+    if getattr(arr, "ndim", None) != 2:
+        raise ValueError(
+            f"normalize_dff expects a 2-D array of ROIs x frames, got shape "
+            f"{getattr(arr, 'shape', None)}"
+        )
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    if baseline == "percentile" and not 0 <= pct <= 100:
+        raise ValueError(f"normalize_pct must be within [0, 100], got {pct!r}")
+    if baseline == "maximin":
+        if fs is None or not fs > 0:
+            raise ValueError(
+                f"baseline='maximin' needs the frame rate: pass fs=<Hz> (e.g. "
+                f"trial.data.uns['fs']), got fs={fs!r}"
+            )
+        if not sig >= 0 or not win > 0:
+            raise ValueError(
+                f"sig_baseline must be >= 0 and win_baseline > 0, got {sig!r} and {win!r}"
+            )
+    if np.dtype(arr.dtype).kind not in "fiub":
+        raise TypeError(f"normalize_dff needs numbers, got an array of dtype {arr.dtype}")
+
+
+def _params(pct: float, baseline: str, fs: float | None, sig: float, win: float) -> dict[str, Any]:
+    if baseline == "percentile":
+        return {"baseline": "percentile", "normalize_pct": float(pct)}
+    return {
+        "baseline": "maximin",
+        "fs": float(fs),  # type: ignore[arg-type]
+        "sig_baseline": float(sig),
+        "win_baseline": float(win),
+    }
+
+
+# -- the kernels ---------------------------------------------------------------------------
+
+
+def _dff_block(x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """dF/F of a block of rows; returns (float32 dff, bool mask of all-NaN rows)."""
+    n_rows, n_frames = x.shape
+    out = np.empty(x.shape, dtype=np.float32)
+    bad = np.zeros(n_rows, dtype=bool)
+    step = max(1, _ROWS_PER_PASS_BYTES // max(1, 8 * n_frames))
+    kernel = _percentile_rows if params["baseline"] == "percentile" else _maximin_rows
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, n_rows, step):
+            rows = slice(start, start + step)
+            out[rows], bad[rows] = kernel(x[rows], params)
+    return out, bad
+
+
+def _percentile_rows(x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    # float64 throughout: a float32 threshold can round onto a tied value and change
+    # which frames count as "below" it.
+    x64 = np.asarray(x, dtype=np.float64)
+    if x64.shape[1] == 0:
+        return x64.astype(np.float32), np.ones(len(x64), dtype=bool)
+    t = np.percentile(x64, params["normalize_pct"], axis=1, keepdims=True)
+    below = x64 < t
+    count = below.sum(axis=1)
+    f0 = np.where(below, x64, 0.0).sum(axis=1) / count
+    bad = (count == 0) | ~np.isfinite(f0)
+    dff = (x64 - f0[:, None]) / np.abs(f0)[:, None] * 100.0
+    dff[bad] = np.nan
+    return dff.astype(np.float32), bad
+
+
+def _maximin_rows(x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
+
+    x64 = np.asarray(x, dtype=np.float64)
+    bad = ~np.isfinite(x64).all(axis=1)
+    if x64.shape[1] == 0:
+        return x64.astype(np.float32), np.ones(len(x64), dtype=bool)
+    win = max(1, int(params["win_baseline"] * params["fs"]))
+    smooth = (
+        gaussian_filter1d(x64, params["sig_baseline"], axis=1, mode="nearest")
+        if params["sig_baseline"] > 0
+        else x64
+    )
+    f0 = maximum_filter1d(minimum_filter1d(smooth, win, axis=1), win, axis=1)
+    dff = (x64 - f0) / np.abs(f0) * 100.0
+    dff[bad] = np.nan
+    return dff.astype(np.float32), np.asarray(bad)
+
+
+# -- lazy (dask) path, and one warning per compute --------------------------------------
+
+
+def _lazy(arr: da.Array, params: dict[str, Any], roi_names: Sequence[Any] | None) -> da.Array:
+    if arr.numblocks[1] != 1:
+        arr = arr.rechunk({1: -1})
+    key = tokenize(arr.name, params)
+    _REPORTS.register(key, arr.shape[0], params, roi_names)
+    return da.map_blocks(
+        _dff_dask_block,
+        arr,
+        params=params,
+        report_key=key,
+        dtype=np.float32,
+        meta=np.empty((0, 0), dtype=np.float32),
+        name=f"normalize_dff-{key}",
+    )
+
+
+def _dff_dask_block(
+    x: np.ndarray, params: dict[str, Any], report_key: str, block_info: Any = None
+) -> np.ndarray:
+    out, bad = _dff_block(np.asarray(x), params)
+    if bad.any():
+        first_row = block_info[0]["array-location"][0][0] if block_info else 0
+        _REPORTS.add(report_key, np.flatnonzero(bad) + first_row)
+    return out
+
+
+class _Reports:
+    """All-NaN rows found by dask blocks, gathered until their compute finishes."""
+
+    def __init__(self, keep: int = 256):
+        self._lock = threading.Lock()
+        self._meta: OrderedDict[str, tuple[int, dict[str, Any], Sequence[Any] | None]] = (
+            OrderedDict()
+        )
+        self._found: dict[str, list[np.ndarray]] = {}
+        self._keep = keep
+
+    def register(self, key: str, n_rows: int, params: dict[str, Any], names: Any) -> None:
+        with self._lock:
+            self._meta[key] = (n_rows, params, names)
+            self._meta.move_to_end(key)
+            while len(self._meta) > self._keep:
+                self._meta.popitem(last=False)
+
+    def add(self, key: str, rows: np.ndarray) -> None:
+        with self._lock:
+            self._found.setdefault(key, []).append(rows)
+
+    def flush(self) -> None:
+        with self._lock:
+            found, self._found = self._found, {}
+        for key, parts in found.items():
+            n_rows, params, names = self._meta.get(key, (0, {}, None))
+            rows = np.unique(np.concatenate(parts))
+            emit_user_warning(_nan_message(rows, n_rows, params, names))
+
+
+_REPORTS = _Reports()
+
+
+class _WarnWhenComputeFinishes(Callback):
+    def _finish(self, dsk: Any, state: Any, errored: bool) -> None:
+        _REPORTS.flush()
+
+
+_WarnWhenComputeFinishes().register()
+
+
+def _nan_message(
+    rows: np.ndarray, n_rows: int, params: dict[str, Any], names: Sequence[Any] | None
+) -> str:
+    labels = [str(names[i]) for i in rows] if names is not None else [int(i) for i in rows]
+    shown = labels[:20]
+    more = f" and {len(labels) - 20} more" if len(labels) > 20 else ""
+    if params.get("baseline") == "percentile":
+        why = f"a NaN in the trace, or no frame below the {params['normalize_pct']:g}th percentile"
+    else:
+        why = "a NaN or infinite value in the trace"
+    return (
+        f"normalize_dff: {len(rows)} of {n_rows} ROIs have an all-NaN dF/F ({why}): "
+        f"ROIs {shown}{more}"
+    )

@@ -1,0 +1,311 @@
+"""One trial group <-> one AnnotatedData, in anndata's own Zarr layout.
+
+X and layers are sharded ROIs x frames arrays written by zstore (anndata's writer would
+drop dimension names, sharding and checksums); obs, var, uns and the other aligned
+elements are written by ``anndata.io.write_elem``; ragged pixel masks in obsm use
+anndata's awkward encoding, read lazily by :mod:`zstore.ragged`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import anndata as ad
+import dask.array as da
+import numpy as np
+import pandas as pd
+import zarr
+from anndata.io import read_elem, write_elem
+
+from .annotated import AnnotatedData
+from .arrays import Progress, StorageConfig, create_matrix, lazy_matrix, store_matrices
+from .names import check_name
+from .ragged import RaggedArray, is_ragged_group, read_ragged, write_ragged
+from .store import ENCODING_VERSION, TRIAL_ENCODING, commit_group, zstore_attrs
+
+__all__ = ["StoredState", "read_trial", "save_trial", "write_trial"]
+
+ANNDATA_ENCODING = {"encoding-type": "anndata", "encoding-version": "0.1.0"}
+DICT_ENCODING = {"encoding-type": "dict", "encoding-version": "0.1.0"}
+ALIGNED = ("obsm", "varm", "obsp", "varp")
+
+
+@contextmanager
+def _anndata_writes() -> Iterator[None]:
+    # Explicit settings: format 3, and no auto-sharding (it warns on every write_elem).
+    with ad.settings.override(zarr_write_format=3, auto_shard_zarr_v3=False):
+        yield
+
+
+@dataclasses.dataclass
+class StoredState:
+    """What a trial group holds, as last read or written: the baseline of ``save()``."""
+
+    token: str
+    created: int
+    matrices: dict[str, str]  # "X" / "layers/<name>" -> dask name of the lazy array
+    obs: pd.DataFrame
+    var: pd.DataFrame
+    uns: dict[str, Any]
+    aligned: dict[str, int]  # "obsm/<key>" -> id() of the object handed to the user
+    provenance: dict[str, Any]
+
+
+def trial_attributes(trial_id: str, state: StoredState) -> dict[str, Any]:
+    return {
+        **ANNDATA_ENCODING,
+        "zstore": {
+            "encoding-type": TRIAL_ENCODING,
+            "encoding-version": ENCODING_VERSION,
+            "trialID": trial_id,
+            "created": state.created,
+            "commit": state.token,
+            "provenance": state.provenance,
+        },
+    }
+
+
+# -- writing a whole trial ---------------------------------------------------------------
+
+
+def write_trial(
+    group: zarr.Group,
+    trial_id: str,
+    adata: ad.AnnData,
+    *,
+    config: StorageConfig,
+    provenance: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> StoredState:
+    """Write every element of ``adata`` into the empty trial ``group``, then commit it."""
+    check_names(adata)
+    X = adata.X
+    if X is None:
+        raise ValueError(f"trial {trial_id!r}: the AnnotatedData has no X to store")
+    group.attrs.update(ANNDATA_ENCODING)
+    with _anndata_writes():
+        _write_frames(group, adata)
+        write_elem(group, "uns", dict(adata.uns))
+        for attr in ALIGNED:
+            node = _dict_group(group, attr)
+            for key, value in getattr(adata, attr).items():
+                _write_aligned(node, key, value)
+    layers = _dict_group(group, "layers")
+    sources = [X, *adata.layers.values()]
+    targets = [_create_like(group, "X", X, config)]
+    targets += [_create_like(layers, name, data, config) for name, data in adata.layers.items()]
+    store_matrices(sources, targets, progress=progress)
+    state = StoredState(
+        token=uuid.uuid4().hex,
+        created=time.time_ns(),
+        matrices={},
+        obs=adata.obs.copy(),
+        var=adata.var.copy(),
+        uns=copy.deepcopy(dict(adata.uns)),
+        aligned={},
+        provenance=dict(provenance or {}),
+    )
+    commit_group(group, trial_attributes(trial_id, state))
+    return state
+
+
+def _dict_group(group: zarr.Group, name: str) -> zarr.Group:
+    if name in group:
+        return group[name]  # type: ignore[return-value]
+    return group.create_group(name, attributes=DICT_ENCODING)
+
+
+def _create_like(group: zarr.Group, name: str, source: Any, config: StorageConfig) -> zarr.Array:
+    shape = tuple(source.shape)
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (ROIs x frames), got shape {shape}")
+    dtype = np.dtype(getattr(source, "dtype", np.float32))
+    if dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers, got dtype {dtype}")
+    return create_matrix(group, name, shape=(shape[0], shape[1]), dtype=dtype, config=config)
+
+
+def _write_frames(group: zarr.Group, adata: ad.AnnData) -> None:
+    write_elem(group, "obs", adata.obs)
+    write_elem(group, "var", adata.var)
+
+
+def _write_aligned(node: zarr.Group, key: str, value: Any) -> None:
+    if isinstance(value, RaggedArray):
+        write_ragged(node, key, value)
+    elif isinstance(value, da.Array):
+        write_elem(node, key, value.compute())
+    else:
+        write_elem(node, key, value)
+
+
+def check_names(adata: ad.AnnData) -> None:
+    for name in adata.layers:
+        check_name(name, kind="layer name")
+    for attr in ALIGNED:
+        for key in getattr(adata, attr):
+            check_name(key, kind=f"{attr} key")
+    for frame, axis in ((adata.obs, "obs"), (adata.var, "var")):
+        for column in frame.columns:
+            check_name(str(column), kind=f"{axis} column name")
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def read_trial(group: zarr.Group, trial_id: str) -> tuple[AnnotatedData, StoredState]:
+    """A lazy AnnotatedData over a committed trial group: reads obs, var and uns only."""
+    meta = zstore_attrs(group)
+    token = str(meta.get("commit", "0"))
+    label = f"trial {trial_id!r}"
+    X = lazy_matrix(group["X"], name=f"zstore-{trial_id}-X-{token}", label=f"{label} X")  # type: ignore[arg-type]
+    matrices = {"X": X.name}
+    layers = {}
+    if "layers" in group:
+        for name, arr in group["layers"].arrays():  # type: ignore[union-attr]
+            layers[name] = lazy_matrix(
+                arr, name=f"zstore-{trial_id}-{name}-{token}", label=f"{label} layer {name!r}"
+            )
+            matrices[f"layers/{name}"] = layers[name].name
+    obs = read_elem(group["obs"])
+    var = read_elem(group["var"])
+    uns = read_elem(group["uns"]) if "uns" in group else {}
+    eager: dict[str, dict[str, Any]] = {}
+    lazy: dict[str, dict[str, RaggedArray]] = {}
+    for attr in ALIGNED:
+        eager[attr], lazy[attr] = {}, {}
+        if attr not in group:
+            continue
+        for key, node in group[attr].members():  # type: ignore[union-attr]
+            if is_ragged_group(node):
+                lazy[attr][key] = read_ragged(node)  # type: ignore[arg-type]
+            else:
+                eager[attr][key] = read_elem(node)
+    adata = AnnotatedData(X, obs=obs, var=var, uns=uns, layers=layers, **eager)
+    for attr, entries in lazy.items():
+        for key, ragged in entries.items():
+            # anndata validates aligned values against its known array types; a lazy
+            # ragged array is aligned by construction (one entry per ROI), so attach it.
+            getattr(adata, attr)._data[key] = ragged
+    state = StoredState(
+        token=token,
+        created=int(meta.get("created", 0)),
+        matrices=matrices,
+        obs=obs.copy(),
+        var=var.copy(),
+        uns=copy.deepcopy(dict(uns)),
+        aligned={f"{attr}/{k}": id(v) for attr in ALIGNED for k, v in getattr(adata, attr).items()},
+        provenance=dict(meta.get("provenance", {})),
+    )
+    return adata, state
+
+
+# -- saving what changed -----------------------------------------------------------------
+
+
+def save_trial(
+    group: zarr.Group,
+    trial_id: str,
+    adata: ad.AnnData,
+    state: StoredState,
+    *,
+    config: StorageConfig,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Write what changed in ``adata`` since ``state`` into ``group`` and commit.
+
+    Returns the elements written or removed (e.g. ``["layers/dFF", "obs"]``).
+    """
+    check_names(adata)
+    label = f"trial {trial_id!r}"
+    if not isinstance(adata.X, da.Array) or adata.X.name != state.matrices.get("X"):
+        raise ValueError(
+            f"{label}: X is the raw fluorescence and is written once; store derived data "
+            f"as a layer instead (trial.data.add_layer('name', data))"
+        )
+    changed: list[str] = []
+    layers_group = _dict_group(group, "layers")
+    stored_layers = {k.split("/", 1)[1] for k in state.matrices if k.startswith("layers/")}
+    for name in sorted(stored_layers - set(adata.layers)):
+        del layers_group[name]
+        changed.append(f"layers/{name}")
+    sources, targets = [], []
+    for name, data in adata.layers.items():
+        old = state.matrices.get(f"layers/{name}")
+        if isinstance(data, da.Array) and data.name == old:
+            continue
+        if old is not None and isinstance(data, da.Array) and _depends_on(data, old):
+            raise ValueError(
+                f"{label}: the new layer {name!r} is computed from the stored layer "
+                f"{name!r}, which saving would overwrite while it is read; add it under a "
+                f"new name (e.g. {name + '_2'!r})"
+            )
+        sources.append(data)
+        targets.append(_create_like(layers_group, name, data, config))
+        changed.append(f"layers/{name}")
+    with _anndata_writes():
+        if not _same_frame(adata.obs, state.obs):
+            write_elem(group, "obs", adata.obs)
+            changed.append("obs")
+        if not _same_frame(adata.var, state.var):
+            write_elem(group, "var", adata.var)
+            changed.append("var")
+        if not _same(dict(adata.uns), state.uns):
+            write_elem(group, "uns", dict(adata.uns))
+            changed.append("uns")
+        for attr in ALIGNED:
+            node = _dict_group(group, attr)
+            current = getattr(adata, attr)
+            for key in [k for k in state.aligned if k.startswith(f"{attr}/")]:
+                if key.split("/", 1)[1] not in current:
+                    del node[key.split("/", 1)[1]]
+                    changed.append(key)
+            for key, value in current.items():
+                if state.aligned.get(f"{attr}/{key}") != id(value):
+                    _write_aligned(node, key, value)
+                    changed.append(f"{attr}/{key}")
+    store_matrices(sources, targets, progress=progress)
+    if changed:
+        state.token = uuid.uuid4().hex
+        commit_group(group, trial_attributes(trial_id, state))
+    return changed
+
+
+def _depends_on(array: da.Array, name: str) -> bool:
+    graph: Any = array.__dask_graph__()
+    return any(str(layer).startswith(name) for layer in graph.layers)
+
+
+def _same_frame(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return (
+        list(a.columns) == list(b.columns)
+        and a.index.equals(b.index)
+        and a.dtypes.equals(b.dtypes)
+        and a.equals(b)
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, pd.DataFrame) or isinstance(b, pd.DataFrame):
+        return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and _same_frame(a, b)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return (
+            a.shape == b.shape
+            and a.dtype == b.dtype
+            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+        )
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    try:
+        return bool(type(a) is type(b) and a == b)
+    except (TypeError, ValueError):
+        return False
