@@ -40,9 +40,8 @@ def main() -> None:
     adata = synthetic_trial(args.rois, args.frames, fs=30.0)
     exp = zs.create_experiment(store, exp_id="RL109", overwrite=True)
     exp.add_trial("t-005", adata)
-    print(
-        f"stored trial 't-005' ({adata.X.nbytes / 1e6:.0f} MB of X) in {time.perf_counter() - t0:.1f} s"
-    )
+    took = time.perf_counter() - t0
+    print(f"stored trial 't-005' ({adata.X.nbytes / 1e6:.0f} MB of X) in {took:.1f} s")
 
     exp = zs.open_experiment(store)
     print(f"\nexp.expID = {exp.expID!r}; exp.trialIDs = {exp.trialIDs}")
