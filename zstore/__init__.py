@@ -11,6 +11,8 @@ from .annotated import AnnotatedData
 from .arrays import StorageConfig
 from .errors import ZstoreWarning
 from .experiment import Experiment, Trial, create_experiment, open_experiment
+from .ingest import ingest_suite2p
+from .io.paq import PaqData, frame_times, read_paq, write_paq
 from .processing import neuropil_correct, normalize_dff
 from .ragged import RaggedArray
 
@@ -22,13 +24,18 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "AnnotatedData",
     "Experiment",
+    "PaqData",
     "RaggedArray",
     "StorageConfig",
     "Trial",
     "ZstoreWarning",
     "__version__",
     "create_experiment",
+    "frame_times",
+    "ingest_suite2p",
     "neuropil_correct",
     "normalize_dff",
     "open_experiment",
+    "read_paq",
+    "write_paq",
 ]

@@ -24,7 +24,7 @@ from .store import (
     trial_path,
     zstore_attrs,
 )
-from .trialio import StoredState, read_trial, save_trial, write_trial
+from .trialio import StoredState, describe_arrays, read_trial, save_trial, write_trial
 
 __all__ = ["Experiment", "Trial", "create_experiment", "open_experiment"]
 
@@ -153,6 +153,14 @@ class Trial:
             f"Trial {self.trialID!r} of experiment {self.experiment.expID!r}: "
             f"{self.data.n_obs} ROIs × {self.data.n_vars} frames, layers {layers}"
         )
+
+    def storage(self) -> list[dict[str, Any]]:
+        """How X and each layer are stored: shape, dtype, shards, chunks, codecs, sizes.
+
+        Reads metadata and lists the stored objects; no chunk data.
+        """
+        group = open_trial_group(self.experiment.store, self.trialID, mode="r")
+        return describe_arrays(group)
 
     def save(self, *, progress: Progress | None = None) -> list[str]:
         """Stream what changed since loading into the store; return what was written.

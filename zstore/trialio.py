@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import anndata as ad
 import dask.array as da
@@ -204,6 +204,29 @@ def read_trial(group: zarr.Group, trial_id: str) -> tuple[AnnotatedData, StoredS
         provenance=dict(meta.get("provenance", {})),
     )
     return adata, state
+
+
+def describe_arrays(group: zarr.Group) -> list[dict[str, Any]]:
+    """Shape, chunking, codecs and sizes of X and each layer of a trial group."""
+    entries = [("X", group["X"])]
+    if "layers" in group:
+        entries += [(f"layers/{k}", v) for k, v in group["layers"].arrays()]  # type: ignore[union-attr]
+    out = []
+    for name, arr in entries:
+        arr = cast(zarr.Array, arr)
+        out.append(
+            {
+                "name": name,
+                "shape": tuple(arr.shape),
+                "dtype": str(arr.dtype),
+                "shards": tuple(arr.shards) if arr.shards else None,
+                "chunks": tuple(arr.chunks),
+                "codecs": [type(c).__name__ for c in arr.compressors],
+                "nbytes": int(arr.nbytes),
+                "stored_bytes": int(arr.nbytes_stored()),
+            }
+        )
+    return out
 
 
 # -- saving what changed -----------------------------------------------------------------

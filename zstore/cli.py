@@ -1,0 +1,240 @@
+"""The ``zstore`` command: ingest Suite2p runs, inspect stores. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .errors import ZstoreWarning
+
+__all__ = ["main"]
+
+EXIT_ERROR = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``zstore`` command line; return its exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ZstoreWarning)
+        try:
+            code = int(args.run(args) or 0)
+        except (ValueError, KeyError, TypeError, OSError) as err:
+            _flush_warnings(caught)
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            print(f"zstore {args.command}: error: {message}", file=sys.stderr)
+            return EXIT_ERROR
+    _flush_warnings(caught)
+    return code
+
+
+def _flush_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        if issubclass(w.category, ZstoreWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    caught.clear()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zstore",
+        description="A Zarr-backed, out-of-core store for two-photon calcium-imaging "
+        "experiments. Run 'zstore COMMAND --help' for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"zstore {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ingest = commands.add_parser(
+        "ingest",
+        help="ingest a Suite2p plane folder (and .paq files) into a new experiment store",
+        description="Ingest a Suite2p plane folder into a new experiment store, one trial "
+        "per file of the run unless --trial says otherwise. Traces are streamed: memory "
+        "stays at a few shards whatever the size of the run.",
+        epilog="example: zstore ingest RL109/suite2p/plane0 RL109.zarr "
+        "--paq t-005=paq/t-005.paq --trial t-005=t-005.tif --exp-id RL109",
+    )
+    ingest.add_argument("plane_dir", metavar="PLANE_DIR", help="Suite2p plane folder (holds F.npy)")
+    _add_store(ingest, "experiment store to create")
+    ingest.add_argument(
+        "--paq",
+        action="append",
+        default=[],
+        metavar="TRIAL=FILE",
+        help="the .paq file of a trial (repeat per trial)",
+    )
+    ingest.add_argument(
+        "--trial",
+        action="append",
+        default=[],
+        metavar="TRIAL=FILE,FILE|START:STOP",
+        help="a trial made of consecutive files of the run, or of a frame range (repeat "
+        "per trial); default: one trial per file, named by the file's stem",
+    )
+    ingest.add_argument("--exp-id", help="experiment ID (default: the folder above suite2p/)")
+    ingest.add_argument(
+        "--neuropil-coeff",
+        type=float,
+        default=0.0,
+        metavar="C",
+        help="X = F - C * Fneu (default 0: X = F)",
+    )
+    ingest.add_argument(
+        "--all-rois", action="store_true", help="keep non-cell ROIs too (default: iscell == 1 only)"
+    )
+    ingest.add_argument(
+        "--paq-channel", default="frame_clock", help="frame clock channel of the .paq files"
+    )
+    ingest.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    ingest.set_defaults(run=_ingest)
+
+    info = commands.add_parser(
+        "info",
+        help="list the trials of a store with shapes, layers, chunking and sizes",
+        description="Print the experiment's trials: shape, layers, shard and chunk shapes, "
+        "stored and uncompressed sizes. Reads metadata only.",
+    )
+    _add_store(info, "experiment store to describe")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def _add_store(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("store", metavar="STORE", help=f"{what}: a path or s3://bucket/prefix URL")
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for URLs, e.g. endpoint_url=http://127.0.0.1:9000 or anon=true",
+    )
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise ValueError(f"{flag} expects KEY=VALUE, got {value!r}")
+        out[key] = rest
+    return out
+
+
+def _storage_options(values: list[str]) -> dict[str, Any] | None:
+    options: dict[str, Any] = {}
+    for key, value in _pairs(values, "--storage-option").items():
+        lowered = value.lower()
+        options[key] = {"true": True, "false": False}.get(lowered, value)
+        if re.fullmatch(r"-?\d+", value):
+            options[key] = int(value)
+    return options or None
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from .ingest import ingest_suite2p
+
+    trials: dict[str, Any] | None = None
+    if args.trial:
+        trials = {}
+        for tid, spec in _pairs(args.trial, "--trial").items():
+            frames = re.fullmatch(r"(\d+):(\d+)", spec)
+            trials[tid] = (int(frames[1]), int(frames[2])) if frames else spec.split(",")
+    bar = _ProgressBar()
+    t0 = time.perf_counter()
+    exp = ingest_suite2p(
+        args.plane_dir,
+        args.store,
+        trials=trials,
+        paq=_pairs(args.paq, "--paq") or None,
+        exp_id=args.exp_id,
+        cells_only=not args.all_rois,
+        neuropil_coeff=args.neuropil_coeff,
+        paq_channel=args.paq_channel,
+        overwrite=args.overwrite,
+        storage_options=_storage_options(args.storage_option),
+        progress=bar.update,
+    )
+    bar.close()
+    print(
+        f"ingested {len(exp.trialIDs)} trials into {args.store} in {time.perf_counter() - t0:.1f} s"
+    )
+    _print_info(exp)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .experiment import open_experiment
+
+    exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
+    _print_info(exp)
+    return 0
+
+
+def _print_info(exp: Any) -> None:
+    ids = exp.trialIDs
+    print(f"experiment {exp.expID!r}: {len(ids)} trials")
+    for tid in ids:
+        trial = exp.load_trial(tid)
+        data = trial.data
+        print(
+            f"  trial {tid!r}: {data.n_obs} ROIs x {data.n_vars} frames; layers {list(data.layers)}"
+        )
+        for arr in trial.storage():
+            ratio = arr["nbytes"] / arr["stored_bytes"] if arr["stored_bytes"] else float("nan")
+            print(
+                f"    {arr['name']:<14} {arr['dtype']:<8} shard {_shape(arr['shards'])} chunk "
+                f"{_shape(arr['chunks'])}  {_size(arr['stored_bytes'])} stored, "
+                f"{_size(arr['nbytes'])} uncompressed ({ratio:.1f}x)"
+            )
+
+
+def _shape(shape: Any) -> str:
+    return "x".join(str(s) for s in shape) if shape else "-"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+class _ProgressBar:
+    """A one-line progress bar on a terminal; silent in pipes and tests."""
+
+    def __init__(self, stream: Any = None):
+        self.stream = stream or sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.perf_counter()
+
+    def update(self, label: str, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        width = 30
+        filled = int(width * done / total)
+        elapsed = time.perf_counter() - self.t0
+        bar = "#" * filled + "." * (width - filled)
+        self.stream.write(f"\r{label:<12} [{bar}] {done}/{total} shards  {elapsed:5.1f} s")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""A Suite2p run (plus one PackIO .paq per trial) -> an experiment store, streaming.
+
+Each trial's X (F, or F - neuropil_coeff * Fneu), Fneu and spks are read from the .npy
+memory maps one block of ROIs at a time and written one shard per task; obs, obsm and
+var are built from stat.npy, iscell.npy and the trial's .paq; uns keeps a plain subset
+of ops. Peak memory is a few shards, whatever the size of the run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+
+from .annotated import AnnotatedData
+from .arrays import StorageConfig, plan_chunks
+from .errors import PaqFormatError, Suite2pFormatError, emit_user_warning
+from .experiment import Experiment, create_experiment
+from .io.paq import PaqData, frame_times, read_paq
+from .io.suite2p import Suite2pPlane, TrialRange, TrialSpec, open_suite2p, plan_trials
+from .processing import neuropil_correct
+from .ragged import RaggedArray
+from .store import StoreLike
+
+__all__ = ["ingest_suite2p"]
+
+#: ops keys copied into each trial's uns (when present).
+OPS_KEYS = (
+    "fs", "Ly", "Lx", "nframes", "meanImg", "meanImgE", "max_proj", "Vcorr",
+    "filelist", "frames_per_file", "neucoeff", "tau",
+)  # fmt: skip
+#: stat fields that are per-pixel or ragged: they go to obsm (masks) or are not kept.
+_ARRAY_FIELDS = {
+    "ypix",
+    "xpix",
+    "lam",
+    "soma_crop",
+    "overlap",
+    "neuropil_mask",
+    "ipix",
+    "ipix_neuropil",
+}
+
+TrialProgress = Callable[[str, int, int], None]
+"""Called as ``progress(trial_id, shards_done, shards_total)`` during ingest."""
+
+
+def ingest_suite2p(
+    plane_dir: str | os.PathLike[str],
+    store: StoreLike,
+    *,
+    trials: TrialSpec = None,
+    paq: Mapping[str, str | os.PathLike[str]] | None = None,
+    exp_id: str | None = None,
+    cells_only: bool = True,
+    neuropil_coeff: float = 0.0,
+    paq_channel: str = "frame_clock",
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    config: StorageConfig | None = None,
+    progress: TrialProgress | None = None,
+) -> Experiment:
+    """Ingest a Suite2p plane folder into a new experiment store, one trial at a time.
+
+    Parameters
+    ----------
+    plane_dir
+        The Suite2p plane folder (``.../suite2p/plane0``), of suite2p < 1.0 or >= 1.0.
+    store
+        Where to create the experiment: a path, an ``s3://`` URL or a zarr Store.
+    trials
+        ``None``: one trial per file of the run (ID = file stem); ``{id: [files]}``:
+        consecutive files per trial; ``{id: (start, stop)}``: frame ranges.
+    paq
+        ``{trial_id: path}`` of PackIO files; each trial's var then holds the paq
+        channels at its frames, indexed by the frame clock's edge samples.
+    exp_id
+        The experiment ID (default: the folder above ``suite2p``).
+    cells_only
+        Keep only ROIs with ``iscell[:, 0] == 1``.
+    neuropil_coeff
+        X = F - neuropil_coeff * Fneu (0: X = F).
+    paq_channel
+        The frame clock channel of the paq files.
+    overwrite
+        Replace an existing store.
+    storage_options, config
+        See :func:`zstore.create_experiment`.
+    progress
+        Called with ``(trial_id, shards_done, shards_total)`` while writing.
+
+    Examples
+    --------
+    >>> import tempfile, warnings, zarr, zstore as zs, zstore.synthetic as syn
+    >>> plane, paqs = syn.write_suite2p_run(tempfile.mkdtemp(), n_rois=20, frames_per_file=[90, 60])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     exp = zs.ingest_suite2p(plane, zarr.storage.MemoryStore(), paq=paqs, exp_id="RL109")
+    >>> print(caught[0].message)
+    t-000.paq: 98 frame clock edges for 90 imaging frames of trial 't-000'; keeping the first 90
+    >>> exp.trialIDs
+    ['t-000', 't-001']
+    >>> exp.load_trial("t-001").data.var.columns.tolist()
+    ['frame_clock', 'running', 'lick', 'stim', 'time']
+    """
+    if not np.isfinite(neuropil_coeff):
+        raise ValueError(f"neuropil_coeff must be a finite number, got {neuropil_coeff!r}")
+    plane = open_suite2p(plane_dir)
+    ranges = plan_trials(plane, trials)
+    paq_files = _check_paq_map(paq, ranges)
+    keep = _kept_rois(plane, cells_only)
+    obs, masks = _obs_and_masks(plane, keep)
+    exp = create_experiment(
+        store,
+        exp_id=exp_id or _default_exp_id(plane.path),
+        overwrite=overwrite,
+        storage_options=storage_options,
+        config=config,
+    )
+    for trial in ranges:
+        paq_data = read_paq(paq_files[trial.trial_id]) if trial.trial_id in paq_files else None
+        adata = _trial_data(
+            plane, trial, keep, obs, masks, paq_data, paq_channel, neuropil_coeff, exp.config
+        )
+        report = None
+        if progress is not None:
+            tid = trial.trial_id
+            report = lambda done, total, tid=tid: progress(tid, done, total)  # noqa: E731
+        exp.add_trial(
+            trial.trial_id,
+            adata,
+            provenance={
+                "source": "suite2p",
+                "plane_dir": str(plane.path),
+                "suite2p_generation": plane.generation,
+                "frames": [trial.start, trial.stop],
+                "paq": str(paq_files[trial.trial_id]) if paq_data is not None else None,
+                "neuropil_coeff": float(neuropil_coeff),
+                "cells_only": bool(cells_only),
+            },
+            progress=report,
+        )
+    return exp
+
+
+def _default_exp_id(plane_dir: Path) -> str:
+    parts = plane_dir.resolve().parts
+    if "suite2p" in parts:
+        i = len(parts) - 1 - parts[::-1].index("suite2p")
+        if i > 0:
+            return parts[i - 1]
+    return plane_dir.name
+
+
+def _check_paq_map(
+    paq: Mapping[str, str | os.PathLike[str]] | None, ranges: list[TrialRange]
+) -> dict[str, Path]:
+    if paq is None:
+        return {}
+    if not isinstance(paq, Mapping):
+        raise TypeError(f"paq must map trial IDs to .paq files, got {type(paq).__name__}")
+    ids = [r.trial_id for r in ranges]
+    unknown = sorted(set(paq) - set(ids))
+    if unknown:
+        raise ValueError(
+            f"paq names trials {unknown} that are not in the run; its trials are {ids}"
+        )
+    files = {tid: Path(p) for tid, p in paq.items()}
+    missing = {tid: str(p) for tid, p in files.items() if not p.is_file()}
+    if missing:
+        raise FileNotFoundError(f"paq files not found: {missing}")
+    return files
+
+
+def _kept_rois(plane: Suite2pPlane, cells_only: bool) -> np.ndarray:
+    if not cells_only:
+        return np.arange(plane.n_rois)
+    keep = np.flatnonzero(plane.iscell[:, 0] == 1)
+    if len(keep) == 0:
+        raise Suite2pFormatError(
+            f"iscell.npy in {plane.path} marks none of its {plane.n_rois} ROIs as cells; "
+            f"pass cells_only=False to ingest every ROI"
+        )
+    return keep
+
+
+def _obs_and_masks(
+    plane: Suite2pPlane, keep: np.ndarray
+) -> tuple[pd.DataFrame, dict[str, RaggedArray]]:
+    stat = plane.stat
+    columns: dict[str, list[Any]] = {}
+    fields: list[str] = []
+    for roi in stat[keep]:
+        for key in roi:
+            if key not in fields:
+                fields.append(key)
+    for key in fields:
+        if key in _ARRAY_FIELDS:
+            continue
+        values = [roi.get(key) for roi in stat[keep]]
+        if key == "med":
+            med = np.array([v if v is not None else (np.nan, np.nan) for v in values], dtype=float)
+            columns["med_y"], columns["med_x"] = list(med[:, 0]), list(med[:, 1])
+        elif all(v is None or np.isscalar(v) or np.ndim(v) == 0 for v in values):
+            columns[key] = [np.nan if v is None else v for v in values]
+    obs = pd.DataFrame(columns, index=pd.Index([str(i) for i in keep]))
+    for key in obs.columns:
+        obs[key] = (
+            pd.to_numeric(obs[key], errors="ignore") if obs[key].dtype == object else obs[key]
+        )
+    obs["iscell"] = plane.iscell[keep, 0].astype(bool)
+    obs["iscell_prob"] = plane.iscell[keep, 1].astype(np.float64)
+    masks: dict[str, RaggedArray] = {}
+    kinds: tuple[tuple[str, Any], ...] = (
+        ("ypix", np.int16),
+        ("xpix", np.int16),
+        ("lam", np.float32),
+    )
+    for key, dtype in kinds:
+        if not all(key in roi for roi in stat[keep]):
+            continue
+        parts = [np.asarray(roi[key]) for roi in stat[keep]]
+        if dtype is np.int16 and any(len(p) and p.max() > np.iinfo(np.int16).max for p in parts):
+            dtype = np.int32
+        masks[key] = RaggedArray.from_arrays(parts, dtype=dtype)
+    return obs, masks
+
+
+def _trial_data(
+    plane: Suite2pPlane,
+    trial: TrialRange,
+    keep: np.ndarray,
+    obs: pd.DataFrame,
+    masks: dict[str, RaggedArray],
+    paq: PaqData | None,
+    paq_channel: str,
+    neuropil_coeff: float,
+    config: StorageConfig,
+) -> AnnotatedData:
+    shape = (len(keep), trial.n_frames)
+    rows = plan_chunks(shape, 4, config)[0][0]
+    traces = {
+        name: da.from_array(
+            _TraceReader(plane.path / f"{name}.npy", keep, trial.start, trial.stop),
+            chunks=(rows, trial.n_frames),
+            name=f"suite2p-{name}-{trial.trial_id}-{os.fspath(plane.path)}",
+            asarray=False,
+            fancy=False,
+            meta=np.empty((0, 0), dtype=np.float32),
+        )
+        for name in ("F", "Fneu", "spks")
+    }
+    X = (
+        traces["F"]
+        if neuropil_coeff == 0
+        else neuropil_correct(traces["F"], traces["Fneu"], coeff=neuropil_coeff)
+    )
+    var = _var(plane, trial, paq, paq_channel)
+    adata = AnnotatedData(X, obs=obs.copy(), var=var, uns=_uns(plane, trial, paq))
+    adata.layers["Fneu"] = traces["Fneu"]
+    adata.layers["spks"] = traces["spks"]
+    for key, ragged in masks.items():
+        adata.obsm[key] = ragged
+    return adata
+
+
+class _TraceReader:
+    """Rows ``keep`` and frames ``[start, stop)`` of a Suite2p .npy matrix, read on demand.
+
+    Each read maps the file, copies its block and unmaps it: pages touched by one block
+    are not kept resident, so RSS stays at a few blocks. Picklable (holds the path).
+    """
+
+    def __init__(self, path: Path, keep: np.ndarray, start: int, stop: int):
+        self.path = str(path)
+        self.keep = keep
+        self.start, self.stop = start, stop
+        self.shape = (len(keep), stop - start)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        row_slice, col_slice = key
+        rows = self.keep[row_slice]
+        cols = range(self.stop - self.start)[col_slice]
+        mm = np.load(self.path, mmap_mode="r")
+        try:
+            out = np.empty((len(rows), len(cols)), dtype=np.float32)
+            a, b = self.start + cols.start, self.start + cols.stop
+            # Consecutive suite2p rows are contiguous on disk: read runs of them at once.
+            for i, j in _runs(rows):
+                out[i:j] = mm[rows[i] : rows[j - 1] + 1, a:b]
+        finally:
+            del mm
+        return out
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    if len(rows) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    bounds = [0, *breaks.tolist(), len(rows)]
+    return list(itertools.pairwise(bounds))
+
+
+def _var(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None, channel: str) -> pd.DataFrame:
+    n = trial.n_frames
+    if paq is None:
+        fs = plane.fs
+        var = pd.DataFrame(index=pd.Index([str(i) for i in range(n)]))
+        var["time"] = np.arange(n) / fs if fs else np.full(n, np.nan)
+        return var
+    if channel not in paq.chan_names:
+        raise PaqFormatError(
+            f"{paq.path} has no frame clock channel {channel!r} (its channels are "
+            f"{paq.chan_names}); pass paq_channel= (or --paq-channel) with the right name"
+        )
+    edges = frame_times(paq, channel=channel)
+    if len(edges) < n:
+        raise PaqFormatError(
+            f"{paq.path} has {len(edges)} frame clock edges but trial {trial.trial_id!r} has "
+            f"{n} imaging frames; the paq does not belong to this trial, or the recording "
+            f"stopped early"
+        )
+    if len(edges) > n:
+        emit_user_warning(
+            f"{paq.path.name}: {len(edges)} frame clock edges for {n} imaging frames of "
+            f"trial {trial.trial_id!r}; keeping the first {n}"
+        )
+        edges = edges[:n]
+    var = pd.DataFrame(
+        {
+            name: np.asarray(paq.data[i, edges], dtype=np.float32)
+            for i, name in enumerate(paq.chan_names)
+        },
+        index=pd.Index([str(e) for e in edges]),
+    )
+    var["time"] = (edges - edges[0]) / paq.rate
+    return var
+
+
+def _uns(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None) -> dict[str, Any]:
+    ops = {key: _plain(plane.ops[key]) for key in OPS_KEYS if plane.ops.get(key) is not None}
+    if "filelist" not in ops and plane.file_list:
+        ops["filelist"] = np.array(plane.file_list, dtype=str)
+    uns: dict[str, Any] = {
+        **{k: ops[k] for k in ("fs",) if k in ops},
+        "suite2p": ops,
+        "trial": {
+            "frame_start": trial.start,
+            "frame_stop": trial.stop,
+            "files": np.array([Path(f).name for f in trial.files], dtype=str),
+        },
+    }
+    if paq is not None:
+        uns["paq"] = {
+            "file": paq.path.name,
+            "rate": paq.rate,
+            "chan_names": np.array(paq.chan_names, dtype=str),
+            "hw_chans": np.array(paq.hw_chans, dtype=str),
+            "units": np.array(paq.units, dtype=str),
+        }
+    return uns
+
+
+def _plain(value: Any) -> Any:
+    """A value anndata can write without pickling: numbers, str, numeric or str arrays."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        arr = np.asarray(value)
+        return arr.astype(str) if arr.dtype.kind in "OU" else arr
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        return value.astype(str)
+    return value
