@@ -121,7 +121,7 @@ def test_save_streams_new_layers_and_columns(store: Any) -> None:
     trial.data.add_layer("dFF", dff)
     trial.data.add_obs("depth", np.arange(trial.data.n_obs, dtype=float))
     trial.data.del_var("stim")
-    assert trial.save() == ["layers/dFF", "obs", "var"]
+    assert trial.save() == ["layers/dFF", "obs", "var", "uns"]
     saved = trial.data.layers["dFF"]
     assert saved.name != dff.name and saved.name.startswith("zstore-t-005-dFF-")
     assert trial.save() == []
@@ -132,6 +132,9 @@ def test_save_streams_new_layers_and_columns(store: Any) -> None:
     assert "depth" in again.data.obs and "stim" not in again.data.var
     del trial.data.layers["Fneu"]
     assert trial.save() == ["layers/Fneu"]
+    del trial.data.layers["dFF"]
+    assert trial.save() == ["layers/dFF", "uns"]
+    assert "dFF" not in zs.open_experiment(store).load_trial("t-005").data.uns["processing"]
     assert "Fneu" not in zs.open_experiment(store).load_trial("t-005").data.layers
 
 

@@ -5,21 +5,15 @@
 >>> trial = exp.load_trial(exp.trialIDs[0])       # doctest: +SKIP
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
+from ._version import __version__
 from .annotated import AnnotatedData
 from .arrays import StorageConfig
 from .errors import ZstoreWarning
-from .experiment import Experiment, Trial, create_experiment, open_experiment
+from .experiment import Experiment, Trial, compute_dff, create_experiment, open_experiment
 from .ingest import ingest_suite2p
 from .io.paq import PaqData, frame_times, read_paq, write_paq
 from .processing import neuropil_correct, normalize_dff
 from .ragged import RaggedArray
-
-try:
-    __version__ = version("zstore")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "AnnotatedData",
@@ -30,6 +24,7 @@ __all__ = [
     "Trial",
     "ZstoreWarning",
     "__version__",
+    "compute_dff",
     "create_experiment",
     "frame_times",
     "ingest_suite2p",

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .errors import ZstoreWarning
 
 __all__ = ["main"]
@@ -107,6 +107,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_store(info, "experiment store to describe")
     info.set_defaults(run=_info)
+
+    dff = commands.add_parser(
+        "dff",
+        help="compute and save dF/F for every trial (streaming, bounded memory)",
+        description="Compute dF/F per ROI over each trial's whole trace and save it as a "
+        "layer, one trial after another. percentile: t = percentile(F, P); f0 = mean of "
+        "F below t; dF/F = (F - f0) / |f0| * 100. maximin: Gaussian smoothing, then a "
+        "running min and max over --window seconds (needs the frame rate in uns['fs']).",
+    )
+    _add_store(dff, "experiment store (opened for writing)")
+    dff.add_argument(
+        "--pct", type=float, default=20.0, metavar="P", help="baseline percentile (default 20)"
+    )
+    dff.add_argument("--baseline", choices=["percentile", "maximin"], default="percentile")
+    dff.add_argument("--layer", default="dFF", help="layer to write (default dFF)")
+    dff.add_argument("--source", default=None, help="layer to compute from (default: X)")
+    dff.add_argument(
+        "--trial", action="append", default=None, metavar="ID", help="only this trial (repeat)"
+    )
+    dff.add_argument("--sigma", type=float, default=10.0, help="maximin: Gaussian sigma in frames")
+    dff.add_argument("--window", type=float, default=60.0, help="maximin: window in seconds")
+    dff.add_argument("--overwrite", action="store_true", help="recompute a layer that exists")
+    dff.set_defaults(run=_dff)
     return parser
 
 
@@ -178,6 +201,32 @@ def _info(args: argparse.Namespace) -> int:
 
     exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
     _print_info(exp)
+    return 0
+
+
+def _dff(args: argparse.Namespace) -> int:
+    from .experiment import compute_dff, open_experiment
+
+    exp = open_experiment(
+        args.store, mode="r+", storage_options=_storage_options(args.storage_option)
+    )
+    bar = _ProgressBar()
+    t0 = time.perf_counter()
+    done = compute_dff(
+        exp,
+        layer=args.layer,
+        normalize_pct=args.pct,
+        baseline=args.baseline,
+        trials=args.trial,
+        overwrite=args.overwrite,
+        source=args.source,
+        sig_baseline=args.sigma,
+        win_baseline=args.window,
+        progress=bar.update,
+    )
+    bar.close()
+    took = time.perf_counter() - t0
+    print(f"saved layer {args.layer!r} for {len(done)} trials {done} in {took:.1f} s")
     return 0
 
 

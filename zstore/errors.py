@@ -93,7 +93,7 @@ def emit_user_warning(message: str, category: type[Warning] = ZstoreWarning) -> 
     Like xarray's ``emit_user_level_warning``: the user sees their own line, not ours.
     """
     frame = sys._getframe(1)
-    level = 1
+    level = 2  # stacklevel 1 is this function; 2 its caller
     while frame is not None and _internal(frame.f_code.co_filename):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1

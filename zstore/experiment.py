@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anndata as ad
+import dask.array as da
+import pandas as pd
 import zarr
 from zarr.abc.store import Store
 
@@ -26,7 +28,7 @@ from .store import (
 )
 from .trialio import StoredState, describe_arrays, read_trial, save_trial, write_trial
 
-__all__ = ["Experiment", "Trial", "create_experiment", "open_experiment"]
+__all__ = ["Experiment", "Trial", "compute_dff", "create_experiment", "open_experiment"]
 
 
 class Experiment:
@@ -128,6 +130,62 @@ class Experiment:
         )
         return self.load_trial(trial_id)
 
+    def concat(
+        self, layer: str | None = None, *, trials: Sequence[str] | None = None
+    ) -> AnnotatedData:
+        """All trials' frames side by side, lazily: one AnnotatedData of ROIs x all frames.
+
+        ``X`` is each trial's X (or ``layer``) concatenated along frames in trial order;
+        ``var`` is the trials' var tables with a ``trial`` column (index
+        ``"<trial>:<frame>"``); ``obs`` and the masks are the ROIs' (every trial must have
+        the same ROIs). Reads metadata, obs, var and uns only.
+
+        Examples
+        --------
+        >>> import numpy as np, zarr, zstore as zs
+        >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="RL109")
+        >>> for tid in ["t-005", "t-006"]:
+        ...     _ = exp.add_trial(tid, zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
+        >>> allf = exp.concat()
+        >>> allf, allf.var["trial"].unique().tolist()
+        (Annotated Data of n_obs (# ROIs) × n_vars (# Frames) = 4 × 20, ['t-005', 't-006'])
+        """
+        ids = list(trials) if trials is not None else self.trialIDs
+        if not ids:
+            raise ValueError(f"experiment {self.expID!r} has no trials to concatenate")
+        loaded = [self.load_trial(tid) for tid in ids]
+        first = loaded[0].data
+        differ = [t.trialID for t in loaded[1:] if not t.data.obs_names.equals(first.obs_names)]
+        if differ:
+            raise ValueError(
+                f"trials {differ} have different ROIs from trial {ids[0]!r}; concatenate "
+                f"trials of the same ROI set (pass trials=[...])"
+            )
+        blocks = []
+        for trial in loaded:
+            if layer is None:
+                blocks.append(trial.data.X)
+            elif layer in trial.data.layers:
+                blocks.append(trial.data.layers[layer])
+            else:
+                raise KeyError(
+                    f"trial {trial.trialID!r} has no layer {layer!r} (its layers: "
+                    f"{list(trial.data.layers)}); compute it first, e.g. "
+                    f"zs.compute_dff(exp, layer={layer!r})"
+                )
+        var = pd.concat([t.data.var.assign(trial=t.trialID) for t in loaded], axis=0, join="outer")
+        var.index = pd.Index([f"{t.trialID}:{name}" for t in loaded for name in t.data.var_names])
+        var["trial"] = pd.Categorical(var["trial"], categories=ids)
+        data = AnnotatedData(
+            da.concatenate(blocks, axis=1),
+            obs=first.obs.copy(),
+            var=var,
+            uns={"trials": ids, "layer": layer or "X"},
+        )
+        for key, value in first.obsm.items():
+            data.obsm._data[key] = value  # aligned by construction: same ROIs
+        return data
+
     def _require_writable(self, action: str) -> None:
         if self.mode == "r":
             raise ReadOnlyError(
@@ -177,7 +235,9 @@ class Trial:
         >>> trial = exp.add_trial("t-005", zs.AnnotatedData(F))
         >>> trial.data.add_layer("dFF", zs.normalize_dff(trial.data.X, normalize_pct=50))
         >>> trial.save()
-        ['layers/dFF']
+        ['layers/dFF', 'uns']
+        >>> trial.data.uns["processing"]["dFF"]["source"]
+        'X'
         """
         exp = self.experiment
         if exp.mode == "r":
@@ -271,3 +331,79 @@ def open_experiment(
     zstore = make_store(store, mode=mode, storage_options=storage_options)
     root = open_root(zstore, mode=mode)
     return Experiment(zstore, root, mode=mode, config=config or StorageConfig())
+
+
+def compute_dff(
+    exp: Experiment,
+    *,
+    layer: str = "dFF",
+    normalize_pct: float = 20,
+    baseline: str = "percentile",
+    trials: Sequence[str] | None = None,
+    overwrite: bool = False,
+    source: str | None = None,
+    fs: float | None = None,
+    sig_baseline: float = 10.0,
+    win_baseline: float = 60.0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[str]:
+    """Compute and save dF/F for every trial (or those named), one trial after another.
+
+    Streams: each trial's X (or ``source`` layer) is read, normalised and written one
+    shard per task, so memory stays at a few shards whatever the experiment's size.
+    ``baseline="maximin"`` takes ``fs`` from each trial's ``uns["fs"]`` unless given.
+    Returns the trials written.
+
+    Examples
+    --------
+    >>> import numpy as np, zarr, zstore as zs
+    >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="RL109")
+    >>> F = np.arange(1, 41, dtype="float32").reshape(4, 10)
+    >>> _ = exp.add_trial("t-005", zs.AnnotatedData(F))
+    >>> zs.compute_dff(exp, layer="dFF", normalize_pct=20)
+    ['t-005']
+    >>> exp.load_trial("t-005").data.uns["processing"]["dFF"]["normalize_pct"]
+    20.0
+    """
+    from .processing import normalize_dff
+
+    exp._require_writable(f"save layer {layer!r}")
+    check_name(layer, kind="layer name")
+    ids = list(trials) if trials is not None else exp.trialIDs
+    unknown = [t for t in ids if t not in exp.trialIDs]
+    if unknown:
+        raise TrialNotFoundError(
+            f"trials {unknown} are not in experiment {exp.expID!r}; its trials are {exp.trialIDs}"
+        )
+    loaded = [exp.load_trial(tid) for tid in ids]
+    existing = [t.trialID for t in loaded if layer in t.data.layers]
+    if existing and not overwrite:
+        raise ExperimentExistsError(
+            f"trials {existing} already have a layer {layer!r}; pass overwrite=True "
+            f"(--overwrite) to recompute it, or choose another layer name"
+        )
+    for trial in loaded:
+        data = trial.data
+        if source is None:
+            values = data.X
+        elif source in data.layers:
+            values = data.layers[source]
+        else:
+            raise KeyError(f"trial {trial.trialID!r} has no layer {source!r} to compute dF/F from")
+        trial_fs = fs if fs is not None else data.uns.get("fs")
+        dff = normalize_dff(
+            values,
+            normalize_pct=normalize_pct,
+            baseline=baseline,
+            fs=trial_fs if baseline == "maximin" else None,
+            sig_baseline=sig_baseline,
+            win_baseline=win_baseline,
+            roi_names=data.obs_names,
+        )
+        data.add_layer(layer, dff)
+        report = None
+        if progress is not None:
+            tid = trial.trialID
+            report = lambda done, total, tid=tid: progress(tid, done, total)  # noqa: E731
+        trial.save(progress=report)
+    return ids

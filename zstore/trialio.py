@@ -23,9 +23,11 @@ import pandas as pd
 import zarr
 from anndata.io import read_elem, write_elem
 
+from ._version import __version__
 from .annotated import AnnotatedData
 from .arrays import Progress, StorageConfig, create_matrix, lazy_matrix, store_matrices
 from .names import check_name
+from .processing.provenance import lookup
 from .ragged import RaggedArray, is_ragged_group, read_ragged, write_ragged
 from .store import ENCODING_VERSION, TRIAL_ENCODING, commit_group, zstore_attrs
 
@@ -255,10 +257,16 @@ def save_trial(
     changed: list[str] = []
     layers_group = _dict_group(group, "layers")
     stored_layers = {k.split("/", 1)[1] for k in state.matrices if k.startswith("layers/")}
-    for name in sorted(stored_layers - set(adata.layers)):
+    removed = sorted(stored_layers - set(adata.layers))
+    for name in removed:
         del layers_group[name]
         changed.append(f"layers/{name}")
+    if any(name in adata.uns.get("processing", {}) for name in removed):
+        adata.uns["processing"] = {
+            k: v for k, v in adata.uns["processing"].items() if k not in removed
+        }
     sources, targets = [], []
+    records: dict[str, Any] = {}
     for name, data in adata.layers.items():
         old = state.matrices.get(f"layers/{name}")
         if isinstance(data, da.Array) and data.name == old:
@@ -272,6 +280,12 @@ def save_trial(
         sources.append(data)
         targets.append(_create_like(layers_group, name, data, config))
         changed.append(f"layers/{name}")
+        if isinstance(data, da.Array) and (info := processing_record(data.name, state)):
+            records[name] = info
+    if records:
+        processing = dict(adata.uns.get("processing", {}))
+        processing.update(records)
+        adata.uns["processing"] = processing
     with _anndata_writes():
         if not _same_frame(adata.obs, state.obs):
             write_elem(group, "obs", adata.obs)
@@ -298,6 +312,32 @@ def save_trial(
         state.token = uuid.uuid4().hex
         commit_group(group, trial_attributes(trial_id, state))
     return changed
+
+
+def processing_record(name: str, state: StoredState) -> dict[str, Any] | None:
+    """How the lazy array ``name`` was computed, with its inputs named as stored."""
+    info = lookup(name)
+    if info is None:
+        return None
+    stored = {dask_name: path for path, dask_name in state.matrices.items()}
+    for key in ("input", "neuropil"):
+        if key in info:
+            info["source" if key == "input" else key] = _source_text(info.pop(key), stored)
+    info["zstore_version"] = __version__
+    return info
+
+
+def _source_text(name: str, stored: dict[str, str], depth: int = 0) -> str:
+    if name in stored:
+        return stored[name]
+    info = lookup(name)
+    if info is None or depth > 4:
+        return "a computed array"
+    inputs = [
+        _source_text(info.pop(k), stored, depth + 1) for k in ("input", "neuropil") if k in info
+    ]
+    params = [f"{k}={v!r}" for k, v in info.items() if k != "function"]
+    return f"{info['function']}({', '.join(inputs + params)})"
 
 
 def _depends_on(array: da.Array, name: str) -> bool:

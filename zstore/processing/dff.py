@@ -24,6 +24,7 @@ from dask.base import tokenize
 from dask.callbacks import Callback
 
 from ..errors import emit_user_warning
+from .provenance import record
 
 __all__ = ["neuropil_correct", "normalize_dff"]
 
@@ -93,9 +94,19 @@ def neuropil_correct(F: Any, Fneu: Any, *, coeff: float = 0.7) -> Any:
         raise ValueError(f"F has shape {F.shape} but Fneu has shape {Fneu.shape}; they must match")
     if isinstance(F, da.Array) or isinstance(Fneu, da.Array):
         F, Fneu = da.asarray(F), da.asarray(Fneu)
-        return (F.astype(np.float32) - np.float32(coeff) * Fneu.astype(np.float32)).astype(
+        out = (F.astype(np.float32) - np.float32(coeff) * Fneu.astype(np.float32)).astype(
             np.float32
         )
+        record(
+            out.name,
+            {
+                "function": "neuropil_correct",
+                "coeff": float(coeff),
+                "input": F.name,
+                "neuropil": Fneu.name,
+            },
+        )
+        return out
     return (np.asarray(F, np.float32) - np.float32(coeff) * np.asarray(Fneu, np.float32)).astype(
         np.float32
     )
@@ -148,7 +159,9 @@ def _dff_block(x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.nd
     bad = np.zeros(n_rows, dtype=bool)
     step = max(1, _ROWS_PER_PASS_BYTES // max(1, 8 * n_frames))
     kernel = _percentile_rows if params["baseline"] == "percentile" else _maximin_rows
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # Division by a zero baseline gives inf, as in the reference; values beyond the
+    # float32 range become inf when cast to the float32 output.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for start in range(0, n_rows, step):
             rows = slice(start, start + step)
             out[rows], bad[rows] = kernel(x[rows], params)
@@ -198,6 +211,7 @@ def _lazy(arr: da.Array, params: dict[str, Any], roi_names: Sequence[Any] | None
         arr = arr.rechunk({1: -1})
     key = tokenize(arr.name, params)
     _REPORTS.register(key, arr.shape[0], params, roi_names)
+    record(f"normalize_dff-{key}", {"function": "normalize_dff", **params, "input": arr.name})
     return da.map_blocks(
         _dff_dask_block,
         arr,
