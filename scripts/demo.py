@@ -1,8 +1,14 @@
-"""The zstore demo: store a synthetic imaging trial, reopen it lazily, print it."""
+"""The zstore demo: the imaging tutorial's flow on a synthetic experiment of 3 trials.
+
+Writes a synthetic Suite2p run (with one .paq per trial), ingests it into a local
+store, then does what the tutorial does: load a trial, print it, add and save dF/F
+lazily, look at obs, the pixel masks and var, and concatenate the trials.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -10,45 +16,80 @@ import numpy as np
 import pandas as pd
 
 import zstore as zs
+import zstore.synthetic as syn
 
 
-def synthetic_trial(n_rois: int, n_frames: int, fs: float, seed: int = 0) -> zs.AnnotatedData:
-    rng = np.random.default_rng(seed)
-    baseline = rng.uniform(200, 800, (n_rois, 1))
-    spikes = rng.random((n_rois, n_frames)) < 0.01
-    kernel = np.exp(-np.arange(int(2 * fs)) / (0.7 * fs))
-    transients = np.stack([np.convolve(s, kernel)[:n_frames] for s in spikes]) * baseline * 0.8
-    X = (baseline + transients + rng.normal(0, 15, (n_rois, n_frames))).astype(np.float32)
-    obs = pd.DataFrame(
-        {"npix": rng.integers(40, 200, n_rois), "iscell": np.ones(n_rois, dtype=bool)},
-        index=[str(i) for i in range(n_rois)],
-    )
-    var = pd.DataFrame({"time": np.arange(n_frames) / fs}, index=[str(i) for i in range(n_frames)])
-    return zs.AnnotatedData(X, obs=obs, var=var, uns={"fs": fs})
+def step(title: str) -> None:
+    print(f"\n=== {title}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--store", default="demo-data/exp.zarr", help="where to write")
-    parser.add_argument("--rois", type=int, default=640)
-    parser.add_argument("--frames", type=int, default=16368)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dir", default="demo-data", help="folder for the run and the store (default demo-data)"
+    )
+    parser.add_argument(
+        "--rois", type=int, default=800, help="ROIs in the run; ~80%% are cells (default 800)"
+    )
+    parser.add_argument(
+        "--frames", type=int, default=16368, help="frames per trial (default 16368)"
+    )
+    parser.add_argument("--trials", type=int, default=3, help="trials, one file each (default 3)")
     args = parser.parse_args()
+    pd.set_option("display.width", 120)
+    pd.set_option("display.max_columns", 8)
+    np.set_printoptions(threshold=12, edgeitems=4)
 
-    store = Path(args.store)
-    print(f"zstore {zs.__version__}: demo store at {store}")
+    root = Path(args.dir)
+    shutil.rmtree(root / "RL109", ignore_errors=True)
+    store = root / "RL109.zarr"
+    t_start = time.perf_counter()
+    step(f"a synthetic Suite2p run: {args.rois} ROIs, {args.trials} trials of {args.frames} frames")
+    plane, paqs = syn.write_suite2p_run(
+        root / "RL109", n_rois=args.rois, frames_per_file=[args.frames] * args.trials, seed=7
+    )
+    print(f"plane folder {plane}; paq files {[p.name for p in paqs.values()]}")
+
+    step("ingest: zs.ingest_suite2p(plane, store, paq=paqs)")
     t0 = time.perf_counter()
-    adata = synthetic_trial(args.rois, args.frames, fs=30.0)
-    exp = zs.create_experiment(store, exp_id="RL109", overwrite=True)
-    exp.add_trial("t-005", adata)
-    took = time.perf_counter() - t0
-    print(f"stored trial 't-005' ({adata.X.nbytes / 1e6:.0f} MB of X) in {took:.1f} s")
+    exp = zs.ingest_suite2p(plane, store, paq=paqs, overwrite=True)
+    print(f"{store} written in {time.perf_counter() - t0:.1f} s")
 
-    exp = zs.open_experiment(store)
-    print(f"\nexp.expID = {exp.expID!r}; exp.trialIDs = {exp.trialIDs}")
-    trial = exp.load_trial("t-005")
-    print(f"\n>>> trial.data\n{trial.data!r}\n\n>>> print(trial.data)\n{trial.data}")
-    print(f"\n>>> trial.data.X  (lazy: nothing read yet)\n{trial.data.X!r}")
-    print(f"\n>>> trial.data.X[:3, :5].compute()\n{trial.data.X[:3, :5].compute()}")
+    step("open the experiment and load a trial (lazy: metadata, obs and var only)")
+    exp = zs.open_experiment(store, mode="r+")
+    print(f"exp.expID = {exp.expID!r}\nexp.trialIDs = {exp.trialIDs}")
+    trial = exp.load_trial(exp.trialIDs[-1])
+    print(f">>> trial.data\n{trial.data!r}\n>>> print(trial.data)\n{trial.data}")
+    print(f">>> trial.data.X.shape\n{trial.data.X.shape}\n>>> trial.data.X\n{trial.data.X!r}")
+
+    step("dF/F, lazily, then saved: add_layer computes nothing, save() streams it")
+    dff = zs.normalize_dff(trial.data.X, normalize_pct=50)
+    trial.data.add_layer(layer_name="dFF", data=dff)
+    t0 = time.perf_counter()
+    print(f"trial.save() -> {trial.save()} in {time.perf_counter() - t0:.1f} s")
+    print(f">>> trial.data.layers\n{list(trial.data.layers)}")
+    print(f">>> trial.data.uns['processing']['dFF']\n{trial.data.uns['processing']['dFF']}")
+
+    step("ROIs, masks and frames")
+    print(f">>> trial.data.obs\n{trial.data.obs}")
+    print(f">>> trial.data.obsm['ypix'][:5]\n{trial.data.obsm['ypix'][:5]}")
+    print(f">>> trial.data.var\n{trial.data.var}")
+
+    step("every trial at once")
+    t0 = time.perf_counter()
+    done = zs.compute_dff(exp, layer="dFF", normalize_pct=50, overwrite=True)
+    print(
+        f"zs.compute_dff(exp, layer='dFF', normalize_pct=50) -> {done} in {time.perf_counter() - t0:.1f} s"
+    )
+    allf = exp.concat(layer="dFF")
+    print(f">>> exp.concat(layer='dFF')\n{allf!r}")
+    mean = allf.X.mean(axis=1).compute()
+    print(f"mean dF/F per ROI over all {allf.n_vars} frames: first five {mean[:5].round(2)}")
+    print(
+        f"\ndemo finished in {time.perf_counter() - t_start:.1f} s; inspect it with: zstore info {store}"
+    )
 
 
 if __name__ == "__main__":

@@ -206,6 +206,8 @@ def _obs_and_masks(
         values = [roi.get(key) for roi in stat[keep]]
         if key == "med":
             med = np.array([v if v is not None else (np.nan, np.nan) for v in values], dtype=float)
+            if not np.isnan(med).any():
+                med = med.astype(np.int64)  # pixel coordinates
             columns["med_y"], columns["med_x"] = list(med[:, 0]), list(med[:, 1])
         elif all(v is None or np.isscalar(v) or np.ndim(v) == 0 for v in values):
             columns[key] = [np.nan if v is None else v for v in values]
