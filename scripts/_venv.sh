@@ -1,9 +1,9 @@
 # Shared by scripts/demo, scripts/test and scripts/bench: make .venv and install zstore.
-# Usage: source scripts/_venv.sh [EXTRA]   (EXTRA: e.g. "test")
+# Usage: EXTRA=test source scripts/_venv.sh   (EXTRA: an optional extra of pyproject.toml)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-EXTRA="${1:-}"
+EXTRA="${EXTRA:-}"
 PYTHON="${PYTHON:-python3}"
 if [[ ! -x "$VENV/bin/python" ]]; then
   echo "==> creating $VENV"

@@ -16,6 +16,9 @@ import zarr
 from zarr.storage import LocalStore, MemoryStore, WrapperStore
 
 import zstore as zs
+import zstore.store
+
+from s3server import S3Server
 
 
 class CountingStore(WrapperStore):  # type: ignore[type-arg]
@@ -65,12 +68,30 @@ def raise_if_dask_computes() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """An S3-compatible server (moto) on 127.0.0.1, for the whole session."""
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3: S3Server) -> str:
+    """A fresh s3:// location in a fresh bucket."""
+    return f"s3://{s3.new_bucket()}/exp.zarr"
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     """A fresh, empty store of each kind the round-trip suite covers."""
     if request.param == "local":
         return LocalStore(str(tmp_path / "exp.zarr"))
-    return MemoryStore()
+    if request.param == "memory":
+        return MemoryStore()
+    s3 = request.getfixturevalue("s3")
+    url = f"s3://{s3.new_bucket()}/exp.zarr"
+    return zs.store.make_store(url, mode="r+", storage_options=s3.options())
 
 
 def make_adata(n_rois: int = 40, n_frames: int = 300, *, seed: int = 0) -> zs.AnnotatedData:

@@ -47,3 +47,31 @@ def test_add_trial_from_dask_streams_in_bounded_memory(tmp_path: Path) -> None:
 def test_add_trial_of_1_6_gb_under_600_mb(tmp_path: Path) -> None:
     result = peak_rss_of_add_trial(tmp_path, 4096, 100_000)
     assert result["peak_mb"] < 600, result
+
+
+DFF_SCRIPT = """
+import json, resource, sys
+import dask.array as da, numpy as np, zstore as zs
+n_rois, n_frames, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+X = da.random.default_rng(1).gamma(2.0, 50.0, (n_rois, n_frames), chunks=(256, n_frames)) + 300
+exp = zs.create_experiment(path, exp_id="mem")
+exp.add_trial("t", zs.AnnotatedData(X.astype(np.float32)))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+zs.compute_dff(zs.open_experiment(path, mode="r+"), layer="dFF", normalize_pct=20)
+dff = zs.open_experiment(path).load_trial("t").data.layers["dFF"][:4].compute()
+print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "finite": bool(np.isfinite(dff).all())}))
+"""
+
+
+def test_dff_and_save_stream_in_bounded_memory(tmp_path: Path) -> None:
+    # 800 MB of X and 800 MB of dF/F: the bound holds only if both stream.
+    out = subprocess.run(
+        [sys.executable, "-c", DFF_SCRIPT, "2048", "100000", str(tmp_path / "d.zarr")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["finite"]
+    assert result["peak_mb"] < 800, result

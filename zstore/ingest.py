@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ def ingest_suite2p(
     cells_only: bool = True,
     neuropil_coeff: float = 0.0,
     paq_channel: str = "frame_clock",
+    layers: Sequence[str] = ("Fneu", "spks"),
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     config: StorageConfig | None = None,
@@ -88,6 +89,8 @@ def ingest_suite2p(
         X = F - neuropil_coeff * Fneu (0: X = F).
     paq_channel
         The frame clock channel of the paq files.
+    layers
+        Which of Suite2p's other traces to store as layers (``"Fneu"``, ``"spks"``).
     overwrite
         Replace an existing store.
     storage_options, config
@@ -111,6 +114,9 @@ def ingest_suite2p(
     """
     if not np.isfinite(neuropil_coeff):
         raise ValueError(f"neuropil_coeff must be a finite number, got {neuropil_coeff!r}")
+    unknown = sorted(set(layers) - {"Fneu", "spks"})
+    if unknown:
+        raise ValueError(f"layers may name 'Fneu' and 'spks', got {unknown}")
     plane = open_suite2p(plane_dir)
     ranges = plan_trials(plane, trials)
     paq_files = _check_paq_map(paq, ranges)
@@ -128,6 +134,9 @@ def ingest_suite2p(
         adata = _trial_data(
             plane, trial, keep, obs, masks, paq_data, paq_channel, neuropil_coeff, exp.config
         )
+        for name in ("Fneu", "spks"):
+            if name not in layers:
+                del adata.layers[name]
         report = None
         if progress is not None:
             tid = trial.trial_id

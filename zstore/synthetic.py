@@ -36,6 +36,7 @@ def write_suite2p_plane(
     Lx: int = 256,
     non_cell_fraction: float = 0.2,
     file_names: Sequence[str] | None = None,
+    fneu_spks: str = "simulated",
     seed: int = 0,
 ) -> Path:
     """Write a Suite2p plane folder (``<folder>/suite2p/plane0``); return its path.
@@ -43,6 +44,8 @@ def write_suite2p_plane(
     ``generation`` is ``"classic"`` (ops.npy with ``filelist``) or ``"v1"`` (suite2p >=
     1.0: db, settings, reg_outputs, detect_outputs, and ops.npy only if ``save_ops``).
     Files are named ``t-000.tif``, ``t-001.tif``, ... unless ``file_names`` is given.
+    ``fneu_spks="zeros"`` leaves Fneu.npy and spks.npy all zero (sparse files: quick to
+    make and free on disk, for benchmarks that ingest only F).
 
     Examples
     --------
@@ -69,7 +72,9 @@ def write_suite2p_plane(
     files = [f"{data_path}/{name}" for name in names]
 
     stat, centers = _stat(rng, n_rois, Ly, Lx, generation)
-    _write_traces(plane, rng, n_rois, n_frames, fs)
+    if fneu_spks not in ("simulated", "zeros"):
+        raise ValueError(f"fneu_spks must be 'simulated' or 'zeros', got {fneu_spks!r}")
+    _write_traces(plane, rng, n_rois, n_frames, fs, simulate_others=fneu_spks == "simulated")
     iscell = np.zeros((n_rois, 2), dtype=np.float64)
     iscell[:, 1] = rng.uniform(0.55, 0.99, n_rois)
     non_cells = rng.random(n_rois) < non_cell_fraction
@@ -158,7 +163,13 @@ def _stat(
 
 
 def _write_traces(
-    plane: Path, rng: np.random.Generator, n_rois: int, n_frames: int, fs: float
+    plane: Path,
+    rng: np.random.Generator,
+    n_rois: int,
+    n_frames: int,
+    fs: float,
+    *,
+    simulate_others: bool,
 ) -> None:
     from scipy.signal import lfilter
 
@@ -189,8 +200,9 @@ def _write_traces(
         noise = rng.standard_normal((rows, n_frames), dtype=np.float32)
         F = baseline * (1 + calcium) + noise * np.sqrt(baseline) * 1.5
         out["F"][start : start + rows] = F
-        out["Fneu"][start : start + rows] = 0.6 * baseline + noise[::-1] * np.sqrt(baseline)
-        out["spks"][start : start + rows] = spikes * base
+        if simulate_others:
+            out["Fneu"][start : start + rows] = 0.6 * baseline + noise[::-1] * np.sqrt(baseline)
+            out["spks"][start : start + rows] = spikes * base
     for arr in out.values():
         arr.flush()
     del out

@@ -1,0 +1,433 @@
+"""Benchmarks: zstore against the paths users take today, and this machine's ceilings.
+
+Every step runs in a fresh subprocess, timed, with its peak RSS. Ratios in the table
+are relative to zstore's row for the same work, so a noisy machine still compares
+fairly. Usage: scripts/bench --size small|medium|large [--out BENCHMARKS.md].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SIZES = {
+    # name: (ROIs, frames per trial, trials)
+    "small": (1024, 20_000, 3),
+    "medium": (4096, 200_000, 3),
+    "large": (4096, 1_000_000, 3),
+}
+GB = 1e9
+
+
+# -- steps: each runs in its own process and returns {"seconds": ..., **extra} ---------------
+
+
+def step_make(d: Path, n_rois: int, n_frames: int, n_trials: int) -> dict[str, Any]:
+    """Synthetic Suite2p run; Fneu and spks are left zero (only F is ingested)."""
+    import zstore.synthetic as syn
+
+    t = time.perf_counter()
+    plane = syn.write_suite2p_plane(
+        d / "run",
+        n_rois=n_rois,
+        frames_per_file=[n_frames] * n_trials,
+        non_cell_fraction=0.0,
+        fneu_spks="zeros",
+        seed=1,
+    )
+    return {"seconds": time.perf_counter() - t, "plane": str(plane)}
+
+
+def step_zstore_ingest(d: Path, **_: Any) -> dict[str, Any]:
+    import zstore as zs
+
+    t = time.perf_counter()
+    exp = zs.ingest_suite2p(d / "run/suite2p/plane0", d / "exp.zarr", overwrite=True, layers=())
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "bytes": _x_bytes(exp)}
+
+
+def step_zstore_dff(d: Path, **_: Any) -> dict[str, Any]:
+    import zstore as zs
+
+    exp = zs.open_experiment(d / "exp.zarr", mode="r+")
+    t = time.perf_counter()
+    zs.compute_dff(exp, layer="dFF", normalize_pct=20, overwrite=True)
+    return {"seconds": time.perf_counter() - t, "bytes": _x_bytes(exp)}
+
+
+def step_zstore_open_load(d: Path, **_: Any) -> dict[str, Any]:
+    import zstore as zs
+
+    t = time.perf_counter()
+    exp = zs.open_experiment(d / "exp.zarr")
+    trial = exp.load_trial(exp.trialIDs[0])
+    return {"seconds": time.perf_counter() - t, "shape": list(trial.data.shape)}
+
+
+def step_zstore_one_trace(d: Path, **_: Any) -> dict[str, Any]:
+    import numpy as np
+
+    import zstore as zs
+
+    X = zs.open_experiment(d / "exp.zarr").load_trial("t-000").data.X
+    rois = np.random.default_rng(0).choice(X.shape[0], 7, replace=False)
+    times = []
+    for roi in rois:
+        t = time.perf_counter()
+        X[int(roi)].compute(scheduler="sync")
+        times.append(time.perf_counter() - t)
+    return {"seconds": float(np.median(times)), "bytes": X.shape[1] * 4}
+
+
+def step_zstore_window(d: Path, **_: Any) -> dict[str, Any]:
+    import numpy as np
+
+    import zstore as zs
+
+    X = zs.open_experiment(d / "exp.zarr").load_trial("t-000").data.X
+    starts = np.linspace(0, X.shape[1] - 1000, 5).astype(int)
+    times = []
+    for s in starts:
+        t = time.perf_counter()
+        X[:, int(s) : int(s) + 1000].compute()
+        times.append(time.perf_counter() - t)
+    return {"seconds": float(np.median(times)), "bytes": X.shape[0] * 1000 * 4}
+
+
+def step_zstore_concat_mean(d: Path, **_: Any) -> dict[str, Any]:
+    import zstore as zs
+
+    t = time.perf_counter()
+    allf = zs.open_experiment(d / "exp.zarr").concat(layer="dFF")
+    allf.X.mean(axis=1).compute()
+    return {"seconds": time.perf_counter() - t, "bytes": allf.X.nbytes}
+
+
+def _reference_dff(F: Any, pct: float = 20) -> Any:
+    """The reference tool's dF/F, row by row, as users run it today."""
+    import numpy as np
+
+    out = np.empty(F.shape, dtype=np.float32)
+    for i, row in enumerate(F):
+        t = np.percentile(row, pct)
+        f0 = np.mean(row[row < t])
+        out[i] = (row - f0) / abs(f0) * 100
+    return out
+
+
+def step_inmemory(d: Path, n_frames: int, n_trials: int, **_: Any) -> dict[str, Any]:
+    """np.load of F, the reference dF/F in numpy, AnnData(...).write_zarr with defaults."""
+    import warnings
+
+    import anndata as ad
+    import numpy as np
+
+    warnings.simplefilter("ignore")
+    t = time.perf_counter()
+    F_all = np.load(d / "run/suite2p/plane0/F.npy")
+    nbytes = 0
+    for k in range(n_trials):
+        F = np.ascontiguousarray(F_all[:, k * n_frames : (k + 1) * n_frames])
+        dff = _reference_dff(F)
+        ad.AnnData(F, layers={"dFF": dff}).write_zarr(d / f"inmemory-{k}.zarr")
+        nbytes += F.nbytes
+        del F, dff
+    return {"seconds": time.perf_counter() - t, "bytes": nbytes}
+
+
+def step_anndata_lazy(d: Path, **_: Any) -> dict[str, Any]:
+    """anndata's lazy path: dask X from the same Zarr, dF/F as dask, write_zarr."""
+    import warnings
+
+    import anndata as ad
+    import dask.array as da
+    import numpy as np
+    import zarr
+
+    warnings.simplefilter("ignore")
+    t = time.perf_counter()
+    nbytes = 0
+    for tid in sorted(p.name for p in (d / "exp.zarr/trials").iterdir() if p.is_dir()):
+        X = da.from_zarr(zarr.open_array(d / f"exp.zarr/trials/{tid}/X", mode="r"))
+        X = X.rechunk({0: X.chunks[0][0], 1: -1})
+        dff = X.map_blocks(_reference_dff, dtype=np.float32)
+        ad.AnnData(X, layers={"dFF": dff}).write_zarr(d / f"anndata-{tid}.zarr")
+        nbytes += X.nbytes
+    return {"seconds": time.perf_counter() - t, "bytes": nbytes}
+
+
+def step_anndata_read_lazy(d: Path, **_: Any) -> dict[str, Any]:
+    import warnings
+
+    import anndata as ad
+    import zarr
+
+    warnings.simplefilter("ignore")
+    t = time.perf_counter()
+    lazy = ad.experimental.read_lazy(zarr.open_group(d / "anndata-t-000.zarr", mode="r"))
+    lazy.X[0].compute()
+    return {"seconds": time.perf_counter() - t}
+
+
+def step_ceiling_copy(d: Path, n_rois: int, n_frames: int, **_: Any) -> dict[str, Any]:
+    import numpy as np
+
+    a = np.load(d / "run/suite2p/plane0/F.npy", mmap_mode="r")[:, :n_frames]
+    a = np.ascontiguousarray(a)
+    b = np.empty_like(a)
+    np.copyto(b, a)  # fault the pages in first: this row is the copy, not the faults
+    t = time.perf_counter()
+    np.copyto(b, a)
+    return {"seconds": time.perf_counter() - t, "bytes": a.nbytes}
+
+
+def step_ceiling_zarr(d: Path, n_rois: int, n_frames: int, **_: Any) -> dict[str, Any]:
+    """A zarr write and read of one trial's bytes, same codec and sharding, no compute."""
+    import numpy as np
+    import zarr
+
+    from zstore.arrays import StorageConfig, create_matrix
+
+    a = np.ascontiguousarray(np.load(d / "run/suite2p/plane0/F.npy", mmap_mode="r")[:, :n_frames])
+    g = zarr.open_group(d / "ceiling.zarr", mode="w")
+    arr = create_matrix(g, "X", shape=a.shape, dtype=a.dtype, config=StorageConfig())
+    rows = arr.shards[0]
+    t = time.perf_counter()
+    for s in range(0, a.shape[0], rows):
+        arr[s : s + rows] = a[s : s + rows]
+    write = time.perf_counter() - t
+    t = time.perf_counter()
+    for s in range(0, a.shape[0], rows):
+        arr[s : s + rows]
+    read = time.perf_counter() - t
+    return {"seconds": write, "read_seconds": read, "bytes": a.nbytes}
+
+
+def step_ceiling_kernel(d: Path, n_frames: int, **_: Any) -> dict[str, Any]:
+    """zstore's dF/F kernel alone, in memory, on one trial, both cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from zstore.processing.dff import _dff_block
+
+    a = np.ascontiguousarray(np.load(d / "run/suite2p/plane0/F.npy", mmap_mode="r")[:, :n_frames])
+    params = {"baseline": "percentile", "normalize_pct": 20.0}
+    blocks = np.array_split(np.arange(a.shape[0]), max(2, a.shape[0] // 64))
+    t = time.perf_counter()
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(lambda rows: _dff_block(a[rows[0] : rows[-1] + 1], params), blocks))
+    return {"seconds": time.perf_counter() - t, "bytes": a.nbytes}
+
+
+def step_kernel_vs_percentile(d: Path, **_: Any) -> dict[str, Any]:
+    """np.percentile(axis=1) against zstore's threshold selection and whole dF/F."""
+    import numpy as np
+
+    from zstore.processing.dff import _dff_block
+
+    out = {}
+    for shape in [(640, 16368), (4096, 100000)]:
+        x = (np.random.default_rng(0).gamma(2, 50, shape) + 300).astype(np.float32)
+        params = {"baseline": "percentile", "normalize_pct": 20.0}
+        out[f"{shape[0]}x{shape[1]}"] = {
+            "np.percentile": _best(lambda x=x: np.percentile(x, 20, axis=1)),
+            "threshold": _best(lambda x=x: _thresholds(x)),
+            "dff": _best(lambda x=x, p=params: _dff_block(x, p)),
+        }
+    return {"seconds": 0.0, "kernels": out}
+
+
+def _thresholds(x: Any) -> None:
+    import numpy as np
+
+    lo = int(np.floor((x.shape[1] - 1) * 0.2))
+    for s in range(0, x.shape[0], 20):
+        part = np.partition(x[s : s + 20], lo, axis=1)
+        part[:, lo + 1 :].min(axis=1)
+
+
+def _best(fn: Any, n: int = 3) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _x_bytes(exp: Any) -> int:
+    return sum(exp.load_trial(t).data.X.nbytes for t in exp.trialIDs)
+
+
+STEPS = {name[5:]: fn for name, fn in globals().items() if name.startswith("step_")}
+
+
+# -- orchestration ------------------------------------------------------------------------
+
+
+def run_step(name: str, d: Path, size: str) -> dict[str, Any]:
+    """Run one step in a fresh interpreter; add its peak RSS."""
+    code = (
+        "import json, resource, sys; sys.path.insert(0, sys.argv[1]); import bench; "
+        "r = bench.run_here(sys.argv[2], sys.argv[3], sys.argv[4]); "
+        "r['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
+        "print('RESULT ' + json.dumps(r))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), name, str(d), size],
+        capture_output=True,
+        text=True,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+def run_here(name: str, d: str, size: str) -> dict[str, Any]:
+    n_rois, n_frames, n_trials = SIZES[size]
+    return STEPS[name](Path(d), n_rois=n_rois, n_frames=n_frames, n_trials=n_trials)
+
+
+ROWS = [
+    # (step, label, how throughput is counted)
+    ("zstore_ingest", "zstore: ingest (F -> X, all trials)", "bytes"),
+    ("zstore_dff", "zstore: dF/F computed and saved, all trials", "bytes"),
+    ("zstore_open_load", "zstore: open + load_trial", None),
+    ("zstore_one_trace", "zstore: one ROI's whole trace", "bytes"),
+    ("zstore_window", "zstore: all ROIs, 1000-frame window", "bytes"),
+    ("zstore_concat_mean", "zstore: concat(dFF) mean per ROI", "bytes"),
+    ("inmemory", "today: np.load + reference dF/F + AnnData.write_zarr", "bytes"),
+    ("anndata_lazy", "anndata lazy: dask X + dask dF/F + write_zarr", "bytes"),
+    ("anndata_read_lazy", "anndata lazy: read_lazy + one trace", None),
+    ("ceiling_copy", "ceiling: numpy memory copy (one trial)", "bytes"),
+    ("ceiling_zarr", "ceiling: zarr write, same codec (one trial)", "bytes"),
+    ("ceiling_kernel", "ceiling: dF/F kernel alone in memory (one trial)", "bytes"),
+]
+COMPARE = {
+    "inmemory": "zstore_dff",
+    "anndata_lazy": "zstore_dff",
+    "ceiling_kernel": "zstore_dff",
+    "ceiling_zarr": "zstore_ingest",
+    "ceiling_copy": "zstore_ingest",
+    "anndata_read_lazy": "zstore_one_trace",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--out", default=None, help="write the report (Markdown) here")
+    parser.add_argument("--dir", default="bench-data", help="scratch folder (default bench-data)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch data")
+    args = parser.parse_args()
+    n_rois, n_frames, n_trials = SIZES[args.size]
+    d = Path(args.dir) / args.size
+    need = n_rois * n_frames * n_trials * 4 * 3.5
+    free = shutil.disk_usage(
+        Path(args.dir).parent if not Path(args.dir).exists() else args.dir
+    ).free
+    if need > free:
+        sys.exit(
+            f"size {args.size} needs about {need / GB:.0f} GB of disk, {free / GB:.0f} GB are free"
+        )
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    print(
+        f"size {args.size}: {n_rois} ROIs x {n_frames} frames x {n_trials} trials ({n_rois * n_frames * n_trials * 4 / GB:.1f} GB of F)"
+    )
+    results: dict[str, dict[str, Any]] = {}
+    for name in ["make", "kernel_vs_percentile", *(row[0] for row in ROWS)]:
+        if name in ("inmemory",) and n_rois * n_frames * 4 * 3 > 0.8 * _ram():
+            results[name] = {"error": "does not fit in this machine's memory"}
+            continue
+        t = time.perf_counter()
+        results[name] = run_step(name, d, args.size)
+        print(
+            f"  {name:<22} {time.perf_counter() - t:7.1f} s  {json.dumps(results[name])[:140]}",
+            flush=True,
+        )
+    report = render(results, args.size)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+    if not args.keep:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _ram() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def render(results: dict[str, dict[str, Any]], size: str) -> str:
+    from importlib.metadata import version
+
+    import dask
+    import numpy
+    import zarr
+
+    import zstore
+
+    n_rois, n_frames, n_trials = SIZES[size]
+    lines = [
+        f"## Size `{size}`: {n_rois} ROIs x {n_frames} frames x {n_trials} trials "
+        f"({n_rois * n_frames * 4 / GB:.2f} GB of X per trial)",
+        "",
+        f"Command: `scripts/bench --size {size} --out BENCHMARKS.md`; machine: {os.cpu_count()} cores, "
+        f"{_ram() / 2**30:.0f} GiB, Python {platform.python_version()}; zstore {zstore.__version__}, "
+        f"zarr {zarr.__version__}, anndata {version('anndata')}, dask {dask.__version__}, numpy {numpy.__version__}.",
+        "",
+        "| step | time (s) | throughput (GB/s) | peak RSS (MB) | vs zstore |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, label, _ in ROWS:
+        r = results.get(name, {})
+        if "error" in r:
+            lines.append(f"| {label} | - | - | - | {r['error']} |")
+            continue
+        seconds = r["seconds"]
+        gbps = f"{r['bytes'] / GB / seconds:.3f}" if r.get("bytes") and seconds else "-"
+        ratio = "-"
+        other = results.get(COMPARE.get(name, ""), {})
+        if other and "error" not in other and r.get("bytes") and other.get("bytes"):
+            mine = r["bytes"] / seconds
+            theirs = other["bytes"] / other["seconds"]
+            ratio = f"zstore is {theirs / mine:.2f}x its throughput"
+        elif other and "error" not in other:
+            ratio = f"zstore takes {other['seconds'] / seconds:.2f}x its time"
+        time_text = f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f}"
+        lines.append(f"| {label} | {time_text} | {gbps} | {r.get('peak_mb', 0):.0f} | {ratio} |")
+    zarr_row = results.get("ceiling_zarr", {})
+    if "read_seconds" in zarr_row:
+        lines.append(
+            f"\nZarr read of the same trial (same codec, no compute): {zarr_row['read_seconds']:.2f} s "
+            f"({zarr_row['bytes'] / GB / zarr_row['read_seconds']:.3f} GB/s)."
+        )
+    kernels = results.get("kernel_vs_percentile", {}).get("kernels", {})
+    if kernels:
+        lines += ["", "dF/F kernel, one core, in memory (best of 3):", "",
+                  "| matrix | np.percentile(axis=1) | zstore threshold | speed-up | zstore whole dF/F |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for shape, k in kernels.items():
+            lines.append(
+                f"| {shape} | {k['np.percentile']:.3f} s | {k['threshold']:.3f} s | "
+                f"{k['np.percentile'] / k['threshold']:.1f}x | {k['dff']:.3f} s |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
