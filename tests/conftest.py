@@ -13,12 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from s3server import S3Server
 from zarr.storage import LocalStore, MemoryStore, WrapperStore
 
 import zstore as zs
 import zstore.store
-
-from s3server import S3Server
 
 
 class CountingStore(WrapperStore):  # type: ignore[type-arg]

@@ -14,6 +14,7 @@ the previous state or the new one, never a half-written one.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import warnings
@@ -26,7 +27,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
-from zarr.storage import FsspecStore, LocalStore
+from zarr.storage import FsspecStore, LocalStore, MemoryStore
 
 from .errors import (
     ExperimentExistsError,
@@ -48,6 +49,8 @@ __all__ = [
     "make_store",
     "open_root",
     "open_trial_group",
+    "publish",
+    "staging_group",
     "trial_path",
     "zstore_attrs",
 ]
@@ -58,6 +61,11 @@ EXPERIMENT_ENCODING = "zstore.experiment"
 TRIAL_ENCODING = "zstore.trial"
 ENCODING_VERSION = "0.1.0"
 MODES = ("r", "r+")
+#: s3fs options zstore sets unless the user does. max_concurrency=1: s3fs otherwise
+#: sends a HEAD before each whole-object GET to plan a split download (2 requests per
+#: chunk; our objects are whole shards or small). use_listings_cache=False: trials are
+#: found by listing, and a cached listing hides trials other processes added.
+S3_DEFAULTS: dict[str, Any] = {"max_concurrency": 1, "use_listings_cache": False}
 
 
 def make_store(
@@ -89,9 +97,11 @@ def make_store(
         )
     location = os.fspath(store)
     if "://" in location and not location.startswith("file://"):
-        return FsspecStore.from_url(
-            location, storage_options=dict(storage_options or {}), read_only=read_only
-        )
+        options = dict(storage_options or {})
+        if location.startswith(("s3://", "s3a://")):
+            for key, value in S3_DEFAULTS.items():
+                options.setdefault(key, value)
+        return FsspecStore.from_url(location, storage_options=options, read_only=read_only)
     if storage_options:
         raise ValueError(f"storage_options apply to URLs, not to the local path {location!r}")
     return LocalStore(os.path.abspath(location.removeprefix("file://")), read_only=read_only)
@@ -233,14 +243,55 @@ def open_trial_group(store: Store, trial_id: str, *, mode: str) -> zarr.Group:
     return group
 
 
-def commit_group(group: zarr.Group, attributes: Mapping[str, Any]) -> None:
+def staging_group() -> zarr.Group:
+    """An empty in-memory group: elements are written here first, then published.
+
+    anndata's and zarr's writers check for existing nodes at every step; against object
+    storage each check is a request. Writing to memory and copying the finished keys
+    costs one request per key instead (a trial: ~100 rather than ~900).
+    """
+    return zarr.open_group(MemoryStore(), mode="w", zarr_format=3)
+
+
+def publish(staged: zarr.Group, group: zarr.Group, *, concurrency: int = 16) -> None:
+    """Copy every key written to ``staged`` (but its own zarr.json) below ``group``."""
+
+    async def copy() -> None:
+        source = staged.store_path.store
+        target = group.store_path.store
+        prefix = group.store_path.path
+        keys = [k async for k in source.list() if k != "zarr.json"]
+        limit = asyncio.Semaphore(concurrency)
+        prototype = default_buffer_prototype()
+
+        async def one(key: str) -> None:
+            async with limit:
+                value = await source.get(key, prototype)
+                if value is not None:
+                    await target.set(f"{prefix}/{key}" if prefix else key, value)
+
+        await asyncio.gather(*(one(k) for k in keys))
+
+    sync(copy())
+
+
+def commit_group(
+    group: zarr.Group, attributes: Mapping[str, Any], *, members_of: zarr.Group | None = None
+) -> None:
     """Rewrite ``group``'s zarr.json with new attributes and the consolidated metadata of
-    everything below it, in a single write: the moment a save becomes visible."""
+    everything below it, in a single write: the moment a save becomes visible.
+
+    ``members_of``: a staged copy of the hierarchy to take the metadata from, sparing
+    the listing of ``group`` (requests on object storage).
+    """
+    source = members_of if members_of is not None else group
 
     async def commit() -> None:
         agroup = group._async_group
         members: dict[str, Any] = {}
-        async for key, node in agroup.members(max_depth=None, use_consolidated_for_children=False):
+        async for key, node in source._async_group.members(
+            max_depth=None, use_consolidated_for_children=False
+        ):
             meta = node.metadata
             if isinstance(meta, GroupMetadata) and meta.consolidated_metadata is None:
                 meta = dataclasses.replace(

@@ -29,7 +29,14 @@ from .arrays import Progress, StorageConfig, create_matrix, lazy_matrix, store_m
 from .names import check_name
 from .processing.provenance import lookup
 from .ragged import RaggedArray, is_ragged_group, read_ragged, write_ragged
-from .store import ENCODING_VERSION, TRIAL_ENCODING, commit_group, zstore_attrs
+from .store import (
+    ENCODING_VERSION,
+    TRIAL_ENCODING,
+    commit_group,
+    publish,
+    staging_group,
+    zstore_attrs,
+)
 
 __all__ = ["StoredState", "read_trial", "save_trial", "write_trial"]
 
@@ -90,19 +97,24 @@ def write_trial(
     X = adata.X
     if X is None:
         raise ValueError(f"trial {trial_id!r}: the AnnotatedData has no X to store")
-    group.attrs.update(ANNDATA_ENCODING)
+    # Everything but the matrices' chunks is written to memory, then published at once.
+    stage = staging_group()
+    stage.attrs.update(ANNDATA_ENCODING)
     with _anndata_writes():
-        _write_frames(group, adata)
-        write_elem(group, "uns", dict(adata.uns))
+        _write_frames(stage, adata)
+        write_elem(stage, "uns", dict(adata.uns))
         for attr in ALIGNED:
-            node = _dict_group(group, attr)
+            node = _dict_group(stage, attr)
             for key, value in getattr(adata, attr).items():
                 _write_aligned(node, key, value)
-    layers = _dict_group(group, "layers")
-    sources = [X, *adata.layers.values()]
-    targets = [_create_like(group, "X", X, config)]
-    targets += [_create_like(layers, name, data, config) for name, data in adata.layers.items()]
-    store_matrices(sources, targets, progress=progress)
+    staged_layers = _dict_group(stage, "layers")
+    _create_like(stage, "X", X, config)
+    for name, data in adata.layers.items():
+        _create_like(staged_layers, name, data, config)
+    publish(stage, group)
+    names = ["X", *(f"layers/{name}" for name in adata.layers)]
+    targets = [_open_published(group, name) for name in names]
+    store_matrices([X, *adata.layers.values()], targets, progress=progress)
     state = StoredState(
         token=uuid.uuid4().hex,
         created=time.time_ns(),
@@ -113,8 +125,13 @@ def write_trial(
         aligned={},
         provenance=dict(provenance or {}),
     )
-    commit_group(group, trial_attributes(trial_id, state))
+    commit_group(group, trial_attributes(trial_id, state), members_of=stage)
     return state
+
+
+def _open_published(group: zarr.Group, name: str) -> zarr.Array:
+    path = f"{group.store_path.path}/{name}"
+    return zarr.open_array(group.store_path.store, path=path, mode="r+", zarr_format=3)
 
 
 def _dict_group(group: zarr.Group, name: str) -> zarr.Group:
