@@ -172,3 +172,30 @@ def test_dask_graph_of_a_trial_is_lazy_over_s3(s3: S3Server) -> None:
     assert isinstance(X, da.Array) and not [k for k in s3.requests if "/X/c" in k[1]]
     X[:2].compute()
     assert s3.count() > before
+
+
+def test_an_obstore_store_works_the_same(s3: S3Server) -> None:
+    obstore = pytest.importorskip("obstore.store")
+    from zarr.storage import ObjectStore
+
+    bucket = s3.new_bucket()
+    store = ObjectStore(
+        obstore.S3Store(
+            bucket,
+            prefix="exp.zarr",
+            endpoint=s3.endpoint,
+            access_key_id="testing",
+            secret_access_key="testing",
+            region="us-east-1",
+            client_options={"allow_http": True},
+        )
+    )
+    adata = _trial(40, 256)
+    zs.create_experiment(store, exp_id="E").add_trial("t", adata)
+    trial = zs.open_experiment(store, mode="r+").load_trial("t")
+    trial.data.add_layer("dFF", zs.normalize_dff(trial.data.X, normalize_pct=50))
+    assert trial.save() == ["layers/dFF", "uns"]
+    again = zs.open_experiment(store).load_trial("t").data
+    np.testing.assert_array_equal(again.X.compute(), adata.X)
+    np.testing.assert_array_equal(again.layers["dFF"].compute(), zs.normalize_dff(adata.X, normalize_pct=50))
+    assert isinstance(pickle.loads(pickle.dumps(store)), ObjectStore)  # ships to workers
