@@ -48,6 +48,13 @@ class CountingStore(WrapperStore):  # type: ignore[type-arg]
                 self.counts[key] += 1
         return await self._store.get_partial_values(prototype, key_ranges)
 
+    async def getsize(self, key: str) -> int:
+        # the base class would read the whole object to measure it
+        return await self._store.getsize(key)
+
+    async def getsize_prefix(self, prefix: str) -> int:
+        return await self._store.getsize_prefix(prefix)
+
     def chunk_reads(self) -> dict[str, int]:
         """Reads of anything but metadata documents."""
         return {k: v for k, v in self.counts.items() if not k.endswith("zarr.json")}

@@ -197,5 +197,7 @@ def test_an_obstore_store_works_the_same(s3: S3Server) -> None:
     assert trial.save() == ["layers/dFF", "uns"]
     again = zs.open_experiment(store).load_trial("t").data
     np.testing.assert_array_equal(again.X.compute(), adata.X)
-    np.testing.assert_array_equal(again.layers["dFF"].compute(), zs.normalize_dff(adata.X, normalize_pct=50))
+    np.testing.assert_array_equal(
+        again.layers["dFF"].compute(), zs.normalize_dff(adata.X, normalize_pct=50)
+    )
     assert isinstance(pickle.loads(pickle.dumps(store)), ObjectStore)  # ships to workers

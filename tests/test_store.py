@@ -249,3 +249,19 @@ def test_add_and_load_any_shape(n_rois: int, n_frames: int, lazy: bool, chunk: i
     shard_rows = zs.arrays.plan_chunks(X.shape, 4, config)[0][0]
     assert trial.data.X.chunks[0][0] == min(shard_rows, n_rois)
     np.testing.assert_array_equal(trial.data.X.compute(), X)
+
+
+def test_html_reprs_describe_without_reading_chunks(tmp_path: Any) -> None:
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="RL109")
+    exp.add_trial("t-005", make_adata(40, 100))
+    counting = CountingStore(LocalStore(str(tmp_path / "e.zarr")))
+    opened = zs.open_experiment(counting)
+    trial = opened.load_trial("t-005")
+    counting.reset()
+    with raise_if_dask_computes():
+        html = trial._repr_html_() + opened._repr_html_() + trial.data._repr_html_()
+    assert "Experiment &#x27;RL109&#x27;" in html and "t-005" in html
+    assert "40×100 float32, lazy (dask)" in html
+    assert "blosc" in html.lower() and "stored" in html
+    assert "RaggedArray(n=40, dtype=int16, lazy)" in html
+    assert not [k for k in counting.chunk_reads() if "/c/" in k and "/X/" in k]

@@ -66,6 +66,11 @@ class AnnotatedData(ad.AnnData):
                 lines += [f"\t.{attr}:", f"\t\t|- {_keys_text(keys)}"]
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        from .display import html_annotated
+
+        return html_annotated(self)
+
     # -- staying an AnnotatedData through anndata's operations -----------------------
 
     def __getitem__(self, index: Any) -> AnnotatedData:

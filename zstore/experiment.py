@@ -67,6 +67,11 @@ class Experiment:
             f"(mode={self.mode!r}): {len(ids)} trials {ids}"
         )
 
+    def _repr_html_(self) -> str:
+        from .display import html_experiment
+
+        return html_experiment(self)
+
     def load_trial(self, trial_id: str) -> Trial:
         """Open one trial lazily: reads its metadata, obs, var and uns, no chunk of X.
 
@@ -211,6 +216,11 @@ class Trial:
             f"Trial {self.trialID!r} of experiment {self.experiment.expID!r}: "
             f"{self.data.n_obs} ROIs × {self.data.n_vars} frames, layers {layers}"
         )
+
+    def _repr_html_(self) -> str:
+        from .display import html_trial
+
+        return html_trial(self)
 
     def storage(self) -> list[dict[str, Any]]:
         """How X and each layer are stored: shape, dtype, shards, chunks, codecs, sizes.
