@@ -266,6 +266,64 @@ def _best(fn: Any, n: int = 3) -> float:
     return best
 
 
+def compare_storage(out: Path | None) -> str:
+    """Codec x inner chunk on realistic traces (synthetic GCaMP-like F), one core."""
+    import tempfile
+
+    import numpy as np
+    import zarr
+
+    import zstore.synthetic as syn
+    from zstore.arrays import StorageConfig, create_matrix
+
+    work = Path(tempfile.mkdtemp())
+    plane = syn.write_suite2p_plane(
+        work, n_rois=512, frames_per_file=[40_000], fneu_spks="zeros", seed=5
+    )
+    F = np.load(plane / "F.npy")
+    lines = [
+        "| codec | level | inner chunk | ratio | write (GB/s) | read (GB/s) | one trace (ms) | 1000-frame window (ms) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    configs = [(c, lvl, (16, 8192)) for c, lvl in [
+        ("none", 0), ("blosc-lz4", 5), ("blosc-lz4-bit", 5), ("blosc-zstd", 1), ("blosc-zstd-bit", 1),
+        ("zstd", 0), ("zstd", 1), ("zstd", 3)]]  # fmt: skip
+    configs += [
+        ("blosc-lz4", 5, inner) for inner in [(16, 32768), (32, 16384), (64, 8192), (8, 16384)]
+    ]
+    for codec, level, inner in configs:
+        cfg = StorageConfig(codec=codec, clevel=level, inner_rois=inner[0], inner_frames=inner[1])
+        group = zarr.open_group(work / "c.zarr", mode="w")
+        arr = create_matrix(group, "X", shape=F.shape, dtype=F.dtype, config=cfg)
+        rows = arr.shards[0]
+        t = time.perf_counter()
+        for s in range(0, F.shape[0], rows):
+            arr[s : s + rows] = F[s : s + rows]
+        write = time.perf_counter() - t
+        t = time.perf_counter()
+        for s in range(0, F.shape[0], rows):
+            arr[s : s + rows]
+        read = time.perf_counter() - t
+        one = _best(lambda arr=arr: arr[77, :], 5)
+        window = _best(lambda arr=arr: arr[:, 20_000:21_000], 3)
+        stored = arr.nbytes_stored()
+        lines.append(
+            f"| {codec} | {level} | {inner[0]}x{inner[1]} | {F.nbytes / stored:.2f} | {F.nbytes / GB / write:.2f} | "
+            f"{F.nbytes / GB / read:.2f} | {one * 1000:.1f} | {window * 1000:.1f} |"
+        )
+        print(lines[-1], flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    text = (
+        f"Storage choices on {F.shape[0]} x {F.shape[1]} synthetic GCaMP-like traces "
+        f"({F.nbytes / 1e6:.0f} MB), written shard by shard with one writer (`scripts/bench --compare`):\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    if out:
+        out.write_text(text)
+    return text
+
+
 def _x_bytes(exp: Any) -> int:
     return sum(exp.load_trial(t).data.X.nbytes for t in exp.trialIDs)
 
@@ -333,7 +391,13 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the report (Markdown) here")
     parser.add_argument("--dir", default="bench-data", help="scratch folder (default bench-data)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data")
+    parser.add_argument(
+        "--compare", action="store_true", help="compare codecs and chunk shapes instead"
+    )
     args = parser.parse_args()
+    if args.compare:
+        print(compare_storage(Path(args.out) if args.out else None))
+        return
     n_rois, n_frames, n_trials = SIZES[args.size]
     d = Path(args.dir) / args.size
     need = n_rois * n_frames * n_trials * 4 * 3.5

@@ -85,10 +85,13 @@ def test_extra_edges_warn_with_both_numbers(tmp_path: Path) -> None:
 
 
 def test_fewer_edges_than_frames_is_an_error(tmp_path: Path) -> None:
-    plane = syn.write_suite2p_plane(tmp_path, n_rois=10, frames_per_file=[100])
+    plane = syn.write_suite2p_plane(tmp_path, n_rois=10, frames_per_file=[100, 100])
+    syn.write_paq_for_trial(tmp_path / "ok.paq", 100, extra_edges=0)
     syn.write_paq_for_trial(tmp_path / "short.paq", 90, extra_edges=0)
-    with pytest.raises(ValueError, match="has 90 frame clock edges but trial 't-000' has 100"):
-        zs.ingest_suite2p(plane, tmp_path / "exp.zarr", paq={"t-000": tmp_path / "short.paq"})
+    paq = {"t-000": tmp_path / "ok.paq", "t-001": tmp_path / "short.paq"}
+    with pytest.raises(ValueError, match="has 90 frame clock edges but trial 't-001' has 100"):
+        zs.ingest_suite2p(plane, tmp_path / "exp.zarr", paq=paq)
+    assert not (tmp_path / "exp.zarr").exists(), "a bad last trial leaves no store behind"
     zs.write_paq(tmp_path / "noclock.paq", np.zeros((1, 10)), rate=10, chan_names=["lick"])
     with pytest.raises(ValueError, match="has no frame clock channel 'frame_clock'"):
         zs.ingest_suite2p(

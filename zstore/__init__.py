@@ -34,3 +34,12 @@ __all__ = [
     "read_paq",
     "write_paq",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # zstore.plot needs matplotlib (an optional extra): import it on first use only.
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'zstore' has no attribute {name!r}")

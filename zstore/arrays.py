@@ -53,8 +53,9 @@ class StorageConfig:
     inner_rois, inner_frames
         Inner chunk shape: the unit of compression and of partial reads.
     codec
-        ``"blosc-lz4"`` (default: fast to encode and decode), ``"blosc-zstd"``,
-        ``"zstd"`` or ``"none"``. A crc32c checksum is always appended.
+        ``"blosc-lz4"`` (default: fast to encode and decode), ``"blosc-zstd"``, their
+        bit-shuffling variants ``"blosc-lz4-bit"`` and ``"blosc-zstd-bit"``, ``"zstd"``
+        or ``"none"``. A crc32c checksum is always appended.
     clevel
         Compression level for the codec.
 
@@ -89,8 +90,14 @@ _CODECS: dict[str, Callable[[int], list[Any]]] = {
     "blosc-lz4": lambda level: [
         BloscCodec(cname="lz4", clevel=level, shuffle=BloscShuffle.shuffle)
     ],
+    "blosc-lz4-bit": lambda level: [
+        BloscCodec(cname="lz4", clevel=level, shuffle=BloscShuffle.bitshuffle)
+    ],
     "blosc-zstd": lambda level: [
         BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle)
+    ],
+    "blosc-zstd-bit": lambda level: [
+        BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.bitshuffle)
     ],
     "zstd": lambda level: [ZstdCodec(level=level)],
     "none": lambda level: [],

@@ -130,6 +130,26 @@ def _parser() -> argparse.ArgumentParser:
     dff.add_argument("--window", type=float, default=60.0, help="maximin: window in seconds")
     dff.add_argument("--overwrite", action="store_true", help="recompute a layer that exists")
     dff.set_defaults(run=_dff)
+
+    plot = commands.add_parser(
+        "plot",
+        help="draw a trial: ROI masks, a dF/F raster, or traces with paq channels",
+        description="Draw one trial to an image file. rois: masks over the mean image, "
+        "coloured by an obs column. raster: all ROIs x frames, binned lazily. traces: "
+        "chosen ROIs with paq channels on the same time axis. Needs matplotlib.",
+    )
+    _add_store(plot, "experiment store")
+    plot.add_argument("--trial", required=True, help="trial ID")
+    plot.add_argument("--kind", choices=["rois", "raster", "traces"], required=True)
+    plot.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
+    plot.add_argument("--layer", default="dFF", help="layer for raster/traces (X: --layer X)")
+    plot.add_argument("--color-by", default="iscell_prob", help="obs column for rois")
+    plot.add_argument("--roi", action="append", default=None, help="ROI for traces (repeat)")
+    plot.add_argument(
+        "--channel", action="append", default=[], help="paq channel for traces (repeat)"
+    )
+    plot.add_argument("--dpi", type=int, default=120)
+    plot.set_defaults(run=_plot)
     return parser
 
 
@@ -227,6 +247,24 @@ def _dff(args: argparse.Namespace) -> int:
     bar.close()
     took = time.perf_counter() - t0
     print(f"saved layer {args.layer!r} for {len(done)} trials {done} in {took:.1f} s")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from . import plot
+    from .experiment import open_experiment
+
+    exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
+    data = exp.load_trial(args.trial).data
+    layer = None if args.layer == "X" else args.layer
+    if args.kind == "rois":
+        figure = plot.plot_rois(data, color_by=args.color_by).figure
+    elif args.kind == "raster":
+        figure = plot.plot_raster(data, layer=layer).figure
+    else:
+        figure = plot.plot_traces(data, args.roi, layer=layer, channels=args.channel)
+    figure.savefig(args.out, dpi=args.dpi)
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -122,6 +122,19 @@ def ingest_suite2p(
     paq_files = _check_paq_map(paq, ranges)
     keep = _kept_rois(plane, cells_only)
     obs, masks = _obs_and_masks(plane, keep)
+    config = config or StorageConfig()
+    # Every trial is built (lazily) and checked before the store is touched: a bad
+    # paq in the last trial must not leave a store with the first trials in it.
+    planned = []
+    for trial in ranges:
+        paq_data = read_paq(paq_files[trial.trial_id]) if trial.trial_id in paq_files else None
+        adata = _trial_data(
+            plane, trial, keep, obs, masks, paq_data, paq_channel, neuropil_coeff, config
+        )
+        for name in ("Fneu", "spks"):
+            if name not in layers:
+                del adata.layers[name]
+        planned.append((trial, adata, paq_data))
     exp = create_experiment(
         store,
         exp_id=exp_id or _default_exp_id(plane.path),
@@ -129,14 +142,7 @@ def ingest_suite2p(
         storage_options=storage_options,
         config=config,
     )
-    for trial in ranges:
-        paq_data = read_paq(paq_files[trial.trial_id]) if trial.trial_id in paq_files else None
-        adata = _trial_data(
-            plane, trial, keep, obs, masks, paq_data, paq_channel, neuropil_coeff, exp.config
-        )
-        for name in ("Fneu", "spks"):
-            if name not in layers:
-                del adata.layers[name]
+    for trial, adata, paq_data in planned:
         report = None
         if progress is not None:
             tid = trial.trial_id

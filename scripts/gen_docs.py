@@ -1,0 +1,94 @@
+"""Write docs/API.md (from the public names' docstrings) and docs/CLI.md (from --help).
+
+Run after changing a docstring or an option: `.venv/bin/python scripts/gen_docs.py`.
+tests/test_docs.py fails when the committed pages differ from what this writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import sys
+from pathlib import Path
+
+import zstore as zs
+from zstore.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def api_page() -> str:
+    parts = [
+        "# zstore API",
+        "",
+        "Generated from the docstrings by `scripts/gen_docs.py`; every example here runs in the test suite.",
+        "",
+    ]
+    names = [n for n in zs.__all__ if not n.startswith("_")] + [
+        "plot.plot_rois",
+        "plot.plot_raster",
+        "plot.plot_traces",
+    ]
+    for name in names:
+        obj = zs
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        kind = "class" if inspect.isclass(obj) else "function"
+        try:
+            signature = str(inspect.signature(obj))
+        except (TypeError, ValueError):
+            signature = ""
+        parts += [
+            f"## `zstore.{name}`",
+            "",
+            f"```python\n{kind} {name.split('.')[-1]}{signature}\n```",
+            "",
+        ]
+        parts += [inspect.cleandoc(obj.__doc__ or "(no docstring)"), ""]
+        if inspect.isclass(obj):
+            for attr, member in inspect.getmembers(obj):
+                if attr.startswith("_") or not (
+                    inspect.isfunction(member) or isinstance(member, property)
+                ):
+                    continue
+                if (
+                    member.__doc__ is None
+                    or (attr in {"copy", "to_memory"}
+                    and obj is zs.AnnotatedData)
+                ):
+                    continue
+                if getattr(member, "__module__", "zstore").split(".")[
+                    0
+                ] != "zstore" and not isinstance(member, property):
+                    continue
+                if (
+                    isinstance(member, property)
+                    and member.fget
+                    and member.fget.__module__.split(".")[0] != "zstore"
+                ):
+                    continue
+                parts += [f"### `{name}.{attr}`", "", inspect.cleandoc(member.__doc__), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def cli_page() -> str:
+    parts = ["# The `zstore` command", "", "Generated from `--help` by `scripts/gen_docs.py`.", ""]
+    for argv in ([], ["ingest"], ["info"], ["dff"], ["plot"]):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
+            cli_main([*argv, "--help"])
+        title = " ".join(["zstore", *argv])
+        parts += [f"## `{title}`", "", "```", buffer.getvalue().rstrip(), "```", ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main() -> None:
+    (ROOT / "docs").mkdir(exist_ok=True)
+    for name, text in (("API.md", api_page()), ("CLI.md", cli_page())):
+        (ROOT / "docs" / name).write_text(text)
+        print(f"wrote docs/{name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
