@@ -131,6 +131,16 @@ def _parser() -> argparse.ArgumentParser:
     dff.add_argument("--overwrite", action="store_true", help="recompute a layer that exists")
     dff.set_defaults(run=_dff)
 
+    verify = commands.add_parser(
+        "verify",
+        help="read every chunk of a store and report damaged ones",
+        description="Read every array of every trial. X and layers carry crc32c checksums, "
+        "so changed bytes are reported (trial, array, chunk) instead of read as wrong "
+        "numbers. Exit status 1 when anything is damaged.",
+    )
+    _add_store(verify, "experiment store to check")
+    verify.set_defaults(run=_verify)
+
     plot = commands.add_parser(
         "plot",
         help="draw a trial: ROI masks, a dF/F raster, or traces with paq channels",
@@ -250,6 +260,24 @@ def _dff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from .experiment import open_experiment
+    from .verify import verify_experiment
+
+    exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
+    bar = _ProgressBar()
+    damage = verify_experiment(exp, progress=lambda tid, done, total: bar.update(tid, done, total))
+    bar.close()
+    for item in damage:
+        print(f"DAMAGED {item}")
+    trials = len(exp.trialIDs)
+    if damage:
+        print(f"{len(damage)} damaged chunks in {trials} trials; restore them from a copy")
+        return EXIT_ERROR
+    print(f"verified {trials} trials: every chunk reads back and its checksum matches")
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from . import plot
     from .experiment import open_experiment
@@ -313,7 +341,7 @@ class _ProgressBar:
         filled = int(width * done / total)
         elapsed = time.perf_counter() - self.t0
         bar = "#" * filled + "." * (width - filled)
-        self.stream.write(f"\r{label:<12} [{bar}] {done}/{total} shards  {elapsed:5.1f} s")
+        self.stream.write(f"\r{label:<12} [{bar}] {done}/{total}  {elapsed:5.1f} s")
         if done == total:
             self.stream.write("\n")
         self.stream.flush()
