@@ -52,10 +52,8 @@ def api_page() -> str:
                     inspect.isfunction(member) or isinstance(member, property)
                 ):
                     continue
-                if (
-                    member.__doc__ is None
-                    or (attr in {"copy", "to_memory"}
-                    and obj is zs.AnnotatedData)
+                if member.__doc__ is None or (
+                    attr in {"copy", "to_memory"} and obj is zs.AnnotatedData
                 ):
                     continue
                 if getattr(member, "__module__", "zstore").split(".")[

@@ -181,3 +181,26 @@ def test_obs_has_the_scalar_stat_fields(tmp_path: Path) -> None:
     assert expected <= set(obs.columns)
     assert not {"ypix", "xpix", "lam", "soma_crop", "overlap", "neuropil_mask"} & set(obs.columns)
     assert all(pd.api.types.is_numeric_dtype(obs[c]) for c in expected)
+
+
+def test_integer_f_and_nan_in_f_are_accepted_and_reported(tmp_path: Path) -> None:
+    plane = syn.write_suite2p_plane(
+        tmp_path, n_rois=12, frames_per_file=[80], non_cell_fraction=0.0
+    )
+    F = np.load(plane / "F.npy")
+    np.save(plane / "F.npy", np.round(F).astype(np.int16))  # some rigs export integers
+    exp = zs.ingest_suite2p(plane, tmp_path / "int.zarr")
+    X = exp.load_trial("t-000").data.X
+    assert X.dtype == np.float32
+    np.testing.assert_array_equal(X.compute(), np.round(F).astype(np.int16).astype(np.float32))
+
+    F[[3, 7], 10] = np.nan
+    F[5, 20] = np.inf
+    np.save(plane / "F.npy", F)
+    exp = zs.ingest_suite2p(plane, tmp_path / "nan.zarr")
+    with pytest.warns(
+        zs.ZstoreWarning, match=r"2 of 12 ROIs have an all-NaN dF/F .*ROIs \['3', '7'\]"
+    ):
+        zs.compute_dff(zs.open_experiment(tmp_path / "nan.zarr", mode="r+"), layer="dFF")
+    dff = zs.open_experiment(tmp_path / "nan.zarr").load_trial("t-000").data.layers["dFF"].compute()
+    assert np.isnan(dff[[3, 7]]).all() and np.isinf(dff[5, 20])

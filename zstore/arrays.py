@@ -263,11 +263,17 @@ def lazy_matrix(array: zarr.Array, *, name: str, label: str) -> da.Array:
         chunks=(rows, min(cols, max(array.shape[1], 1))),
         name=name,
         lock=False,
-        asarray=False,
-        fancy=False,
+        # dask fuses a later slice into the read only with its default getter (asarray
+        # and fancy on): X[:, a:b] then reads that window's inner chunks, not whole shards.
+        asarray=True,
+        fancy=True,
         meta=np.empty((0, 0), dtype=array.dtype),
         inline_array=True,
     )
+
+
+def _as_tuple(key: Any) -> tuple[Any, ...]:
+    return key if isinstance(key, tuple) else (key,)
 
 
 class _ChecksummedReader:
@@ -282,7 +288,8 @@ class _ChecksummedReader:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
-            out = np.asarray(self.array[key])
+            basic = all(isinstance(k, slice | int | np.integer) for k in _as_tuple(key))
+            out = np.asarray(self.array[key] if basic else self.array.oindex[key])
             release_freed_memory()  # decode buffers: see release_freed_memory
             return out
         except ValueError as err:

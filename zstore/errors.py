@@ -20,6 +20,8 @@ __all__ = [
     "PaqFormatError",
     "ReadOnlyError",
     "Suite2pFormatError",
+    "TrialChangedError",
+    "TrialLockedError",
     "TrialNotFoundError",
     "UnsafePickleError",
     "ZstoreWarning",
@@ -56,6 +58,14 @@ class NotAnExperimentError(ValueError):
 
 class FormatVersionError(ValueError):
     """A store written by a newer zstore than this one."""
+
+
+class TrialChangedError(RuntimeError):
+    """A trial saved by another writer since it was loaded."""
+
+
+class TrialLockedError(BlockingIOError):
+    """Another process is writing the same trial."""
 
 
 class ReadOnlyError(PermissionError):

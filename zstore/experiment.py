@@ -23,6 +23,7 @@ from .store import (
     make_store,
     open_root,
     open_trial_group,
+    trial_lock,
     trial_path,
     zstore_attrs,
 )
@@ -128,11 +129,12 @@ class Experiment:
                 f"trial {trial_id!r} already exists in experiment {self.expID!r}; pass "
                 f"overwrite=True to replace it, or choose another trial ID"
             )
-        # mode="w" clears what is there: a replaced trial, or one whose write crashed.
-        group = zarr.open_group(self.store, path=trial_path(trial_id), mode="w", zarr_format=3)
-        write_trial(
-            group, trial_id, adata, config=self.config, provenance=provenance, progress=progress
-        )
+        with trial_lock(self.store, trial_id):
+            # mode="w" clears what is there: a replaced trial, or one whose write died.
+            group = zarr.open_group(self.store, path=trial_path(trial_id), mode="w", zarr_format=3)
+            write_trial(
+                group, trial_id, adata, config=self.config, provenance=provenance, progress=progress
+            )
         return self.load_trial(trial_id)
 
     def concat(
@@ -255,10 +257,11 @@ class Trial:
                 f"trial {self.trialID!r} was opened read-only; open the experiment with "
                 f"zs.open_experiment(store, mode='r+') to save it"
             )
-        group = open_trial_group(exp.store, self.trialID, mode="r+")
-        changed = save_trial(
-            group, self.trialID, self.data, self._state, config=exp.config, progress=progress
-        )
+        with trial_lock(exp.store, self.trialID):
+            group = open_trial_group(exp.store, self.trialID, mode="r+")
+            changed = save_trial(
+                group, self.trialID, self.data, self._state, config=exp.config, progress=progress
+            )
         if changed:
             self._reload(changed)
         return changed

@@ -15,10 +15,15 @@ the previous state or the new one, never a half-written one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import json
 import os
+import socket
+import time
+import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import zarr
@@ -34,6 +39,7 @@ from .errors import (
     FormatVersionError,
     NotAnExperimentError,
     ReadOnlyError,
+    TrialLockedError,
     TrialNotFoundError,
 )
 from .names import check_name
@@ -276,15 +282,23 @@ def publish(staged: zarr.Group, group: zarr.Group, *, concurrency: int = 16) -> 
 
 
 def commit_group(
-    group: zarr.Group, attributes: Mapping[str, Any], *, members_of: zarr.Group | None = None
+    group: zarr.Group,
+    attributes: Mapping[str, Any],
+    *,
+    members_of: zarr.Group | None = None,
+    exclude: Collection[str] = (),
 ) -> None:
     """Rewrite ``group``'s zarr.json with new attributes and the consolidated metadata of
     everything below it, in a single write: the moment a save becomes visible.
 
     ``members_of``: a staged copy of the hierarchy to take the metadata from, sparing
-    the listing of ``group`` (requests on object storage).
+    the listing of ``group`` (requests on object storage). ``exclude``: paths (and what
+    is below them) left out, e.g. elements to be deleted once the commit is done.
     """
     source = members_of if members_of is not None else group
+
+    def kept(key: str) -> bool:
+        return not any(key == path or key.startswith(f"{path}/") for path in exclude)
 
     async def commit() -> None:
         agroup = group._async_group
@@ -292,6 +306,8 @@ def commit_group(
         async for key, node in source._async_group.members(
             max_depth=None, use_consolidated_for_children=False
         ):
+            if not kept(key):
+                continue
             meta = node.metadata
             if isinstance(meta, GroupMetadata) and meta.consolidated_metadata is None:
                 meta = dataclasses.replace(
@@ -311,3 +327,121 @@ def commit_group(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         sync(commit())
+
+
+# -- keys, journals and locks -----------------------------------------------------------
+
+JOURNAL = "zstore-journal"
+LOCKS = "zstore-locks"
+
+
+def list_keys(store: Store, prefix: str) -> list[str]:
+    """Every key below ``prefix`` (a path without trailing slash)."""
+
+    async def collect() -> list[str]:
+        return [k async for k in store.list_prefix(f"{prefix}/")]
+
+    return sync(collect())
+
+
+def copy_prefix(store: Store, source: str, target: str, *, concurrency: int = 16) -> None:
+    """Copy every key below ``source`` to the same relative key below ``target``."""
+
+    async def copy() -> None:
+        keys = [k async for k in store.list_prefix(f"{source}/")]
+        limit = asyncio.Semaphore(concurrency)
+        prototype = default_buffer_prototype()
+
+        async def one(key: str) -> None:
+            async with limit:
+                value = await store.get(key, prototype)
+                if value is not None:
+                    await store.set(f"{target}/{key[len(source) + 1 :]}", value)
+
+        await asyncio.gather(*(one(k) for k in keys))
+
+    sync(copy())
+
+
+def sync_delete(store: Store, key: str) -> None:
+    """Delete one key (no error when it is absent)."""
+    sync(store.delete(key))
+
+
+def delete_prefix(store: Store, prefix: str) -> None:
+    """Delete every key below ``prefix``."""
+    sync(store.delete_dir(prefix))
+
+
+def read_json(store: Store, key: str) -> dict[str, Any] | None:
+    """A small JSON document, or None when the key does not exist."""
+
+    async def get() -> Any:
+        return await store.get(key, default_buffer_prototype())
+
+    value = sync(get())
+    return None if value is None else dict(json.loads(value.to_bytes()))
+
+
+def write_json(
+    store: Store, key: str, document: Mapping[str, Any], *, exclusive: bool = False
+) -> None:
+    buffer = default_buffer_prototype().buffer.from_bytes(json.dumps(dict(document)).encode())
+    if exclusive:
+        sync(store.set_if_not_exists(key, buffer))
+    else:
+        sync(store.set(key, buffer))
+
+
+def journal_path(trial_id: str) -> str:
+    """Where a save backs up the elements it rewrites in place, until it commits."""
+    return f"{JOURNAL}/{check_name(trial_id, kind='trial ID')}"
+
+
+@contextlib.contextmanager
+def trial_lock(store: Store, trial_id: str) -> Iterator[None]:
+    """Hold the write lock of one trial: a second writer of it gets TrialLockedError.
+
+    The lock is a small object created only if absent (atomically on local disks; by
+    check-then-write on object stores, then read back to confirm the owner). A lock
+    left by a process that died on this host is taken over.
+    """
+    key = f"{LOCKS}/{check_name(trial_id, kind='trial ID')}.json"
+    me = {
+        "owner": uuid.uuid4().hex,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.time(),
+    }
+    for _ in range(2):
+        write_json(store, key, me, exclusive=True)
+        holder = read_json(store, key) or {}
+        if holder.get("owner") == me["owner"]:
+            break
+        if _stale(holder):
+            sync(store.delete(key))
+            continue
+        raise TrialLockedError(
+            f"trial {trial_id!r} is being written by another process (pid {holder.get('pid')} "
+            f"on {holder.get('host')}, since {time.ctime(holder.get('since', 0))}); wait for it "
+            f"to finish. If that process is gone, delete the lock {key!r} in "
+            f"{describe_store(store)}"
+        )
+    try:
+        yield
+    finally:
+        holder = read_json(store, key) or {}
+        if holder.get("owner") == me["owner"]:
+            sync(store.delete(key))
+
+
+def _stale(holder: Mapping[str, Any]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False

@@ -174,12 +174,13 @@ def _write_traces(
     from scipy.signal import lfilter
 
     shape = (n_rois, n_frames)
-    out = {
-        name: np.lib.format.open_memmap(
+    for name in ("F", "Fneu", "spks"):
+        # create the files (sparse until written); blocks are written through short-lived
+        # maps below, so dirty pages are flushed and released block by block.
+        created = np.lib.format.open_memmap(
             plane / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape
         )
-        for name in ("F", "Fneu", "spks")
-    }
+        del created
     decay = np.exp(-1.0 / (fs * 0.7))  # GCaMP6s-like 0.7 s decay
     t = np.arange(n_frames, dtype=np.float32) / np.float32(fs)
     duration = max(float(t[-1]), 1.0) if n_frames else 1.0
@@ -199,13 +200,15 @@ def _write_traces(
         baseline = base * (0.7 + 0.3 * bleach) * drift
         noise = rng.standard_normal((rows, n_frames), dtype=np.float32)
         F = baseline * (1 + calcium) + noise * np.sqrt(baseline) * 1.5
-        out["F"][start : start + rows] = F
+        blocks = {"F": F}
         if simulate_others:
-            out["Fneu"][start : start + rows] = 0.6 * baseline + noise[::-1] * np.sqrt(baseline)
-            out["spks"][start : start + rows] = spikes * base
-    for arr in out.values():
-        arr.flush()
-    del out
+            blocks["Fneu"] = 0.6 * baseline + noise[::-1] * np.sqrt(baseline)
+            blocks["spks"] = spikes * base
+        for name, block in blocks.items():
+            target = np.load(plane / f"{name}.npy", mmap_mode="r+")
+            target[start : start + rows] = block
+            target.flush()
+            del target
 
 
 def _images(

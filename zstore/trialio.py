@@ -26,6 +26,7 @@ from anndata.io import read_elem, write_elem
 from ._version import __version__
 from .annotated import AnnotatedData
 from .arrays import Progress, StorageConfig, create_matrix, lazy_matrix, store_matrices
+from .errors import TrialChangedError
 from .names import check_name
 from .processing.provenance import lookup
 from .ragged import RaggedArray, is_ragged_group, read_ragged, write_ragged
@@ -33,8 +34,15 @@ from .store import (
     ENCODING_VERSION,
     TRIAL_ENCODING,
     commit_group,
+    copy_prefix,
+    delete_prefix,
+    journal_path,
+    list_keys,
     publish,
+    read_json,
     staging_group,
+    sync_delete,
+    write_json,
     zstore_attrs,
 )
 
@@ -192,9 +200,25 @@ def read_trial(group: zarr.Group, trial_id: str) -> tuple[AnnotatedData, StoredS
                 arr, name=f"zstore-{trial_id}-{name}-{token}", label=f"{label} layer {name!r}"
             )
             matrices[f"layers/{name}"] = layers[name].name
-    obs = read_elem(group["obs"])
-    var = read_elem(group["var"])
-    uns = read_elem(group["uns"]) if "uns" in group else {}
+    # A save that is under way (or died) before committing journalled the elements it
+    # rewrites in place: while its manifest names this commit, they are read from there.
+    journal = journal_path(trial_id)
+    manifest = read_json(group.store_path.store, f"{journal}/manifest.json")
+    journalled = (
+        set(manifest.get("elements", [])) if manifest and manifest.get("base") == token else set()
+    )
+
+    def element(path: str) -> Any:
+        if path in journalled:
+            store = group.store_path.store
+            return zarr.open_group(
+                store, path=f"{journal}/{path}", mode="r", zarr_format=3, use_consolidated=False
+            )
+        return group[path]
+
+    obs = read_elem(element("obs"))
+    var = read_elem(element("var"))
+    uns = read_elem(element("uns")) if "uns" in group else {}
     eager: dict[str, dict[str, Any]] = {}
     lazy: dict[str, dict[str, RaggedArray]] = {}
     for attr in ALIGNED:
@@ -202,6 +226,8 @@ def read_trial(group: zarr.Group, trial_id: str) -> tuple[AnnotatedData, StoredS
         if attr not in group:
             continue
         for key, node in group[attr].members():  # type: ignore[union-attr]
+            if f"{attr}/{key}" in journalled:
+                node = element(f"{attr}/{key}")
             if is_ragged_group(node):
                 lazy[attr][key] = read_ragged(node)  # type: ignore[arg-type]
             else:
@@ -262,6 +288,17 @@ def save_trial(
 ) -> list[str]:
     """Write what changed in ``adata`` since ``state`` into ``group`` and commit.
 
+    A transaction: readers see the previous state until the commit, and a save killed
+    at any point leaves the previous state for readers and for the next save.
+
+    1. Leftovers of an earlier save that died are rolled back (see ``recover``).
+    2. New layers are written under names the committed metadata does not list yet.
+    3. Elements rewritten in place (obs, var, uns, obsm entries) are first copied to
+       the trial's journal, whose manifest (written last) names the commit they belong
+       to; readers that find it read those elements from the journal instead.
+    4. The commit lists exactly what should be visible; removed layers and entries are
+       deleted after it, and the journal with them.
+
     Returns the elements written or removed (e.g. ``["layers/dFF", "obs"]``).
     """
     check_names(adata)
@@ -271,19 +308,25 @@ def save_trial(
             f"{label}: X is the raw fluorescence and is written once; store derived data "
             f"as a layer instead (trial.data.add_layer('name', data))"
         )
-    changed: list[str] = []
-    layers_group = _dict_group(group, "layers")
+    store, base = group.store_path.store, group.store_path.path
+    recover(group, trial_id)
+    committed = committed_token(group)
+    if committed != state.token:
+        raise TrialChangedError(
+            f"{label} was saved by someone else since it was loaded (commit {committed} "
+            f"is not {state.token}); load it again and redo the change"
+        )
+
     stored_layers = {k.split("/", 1)[1] for k in state.matrices if k.startswith("layers/")}
-    removed = sorted(stored_layers - set(adata.layers))
-    for name in removed:
-        del layers_group[name]
-        changed.append(f"layers/{name}")
-    if any(name in adata.uns.get("processing", {}) for name in removed):
+    removed = [f"layers/{name}" for name in sorted(stored_layers - set(adata.layers))]
+    if any(name.split("/", 1)[1] in adata.uns.get("processing", {}) for name in removed):
         adata.uns["processing"] = {
-            k: v for k, v in adata.uns["processing"].items() if k not in removed
+            k: v for k, v in adata.uns["processing"].items() if f"layers/{k}" not in removed
         }
-    sources, targets = [], []
-    records: dict[str, Any] = {}
+
+    # New and changed layers: metadata staged and published, shards streamed.
+    stage = staging_group()
+    layer_names, sources, records = [], [], {}
     for name, data in adata.layers.items():
         old = state.matrices.get(f"layers/{name}")
         if isinstance(data, da.Array) and data.name == old:
@@ -294,41 +337,112 @@ def save_trial(
                 f"{name!r}, which saving would overwrite while it is read; add it under a "
                 f"new name (e.g. {name + '_2'!r})"
             )
+        _create_like(_dict_group(stage, "layers"), name, data, config)
+        layer_names.append(name)
         sources.append(data)
-        targets.append(_create_like(layers_group, name, data, config))
-        changed.append(f"layers/{name}")
         if isinstance(data, da.Array) and (info := processing_record(data.name, state)):
             records[name] = info
     if records:
-        processing = dict(adata.uns.get("processing", {}))
-        processing.update(records)
-        adata.uns["processing"] = processing
+        adata.uns["processing"] = {**dict(adata.uns.get("processing", {})), **records}
+    replaced = [f"layers/{n}" for n in layer_names if f"layers/{n}" in state.matrices]
+    if replaced:
+        # Journalling a layer would copy gigabytes: a replaced layer is first removed
+        # (committed, so readers see it go away whole), then written as a new one.
+        state.token = uuid.uuid4().hex
+        commit_group(group, trial_attributes(trial_id, state), exclude=replaced)
+        for path in replaced:
+            delete_prefix(store, f"{base}/{path}")
+
+    # Small elements: staged in memory; those that exist now are journalled first.
+    rewritten: list[str] = []
     with _anndata_writes():
-        if not _same_frame(adata.obs, state.obs):
-            write_elem(group, "obs", adata.obs)
-            changed.append("obs")
-        if not _same_frame(adata.var, state.var):
-            write_elem(group, "var", adata.var)
-            changed.append("var")
+        for key, frame, before in (("obs", adata.obs, state.obs), ("var", adata.var, state.var)):
+            if not _same_frame(frame, before):
+                write_elem(stage, key, frame)
+                rewritten.append(key)
         if not _same(dict(adata.uns), state.uns):
-            write_elem(group, "uns", dict(adata.uns))
-            changed.append("uns")
+            write_elem(stage, "uns", dict(adata.uns))
+            rewritten.append("uns")
         for attr in ALIGNED:
-            node = _dict_group(group, attr)
             current = getattr(adata, attr)
             for key in [k for k in state.aligned if k.startswith(f"{attr}/")]:
                 if key.split("/", 1)[1] not in current:
-                    del node[key.split("/", 1)[1]]
-                    changed.append(key)
+                    removed.append(key)
             for key, value in current.items():
                 if state.aligned.get(f"{attr}/{key}") != id(value):
-                    _write_aligned(node, key, value)
-                    changed.append(f"{attr}/{key}")
+                    _write_aligned(_dict_group(stage, attr), key, value)
+                    rewritten.append(f"{attr}/{key}")
+    existing = [p for p in rewritten if _exists(p, state)]
+    journal = journal_path(trial_id)
+    if existing:
+        for path in existing:
+            copy_prefix(store, f"{base}/{path}", f"{journal}/{path}")
+        manifest = {"base": state.token, "elements": existing}
+        write_json(store, f"{journal}/manifest.json", manifest)
+        for path in existing:
+            delete_prefix(store, f"{base}/{path}")
+    publish(stage, group)
+    targets = [_open_published(group, f"layers/{name}") for name in layer_names]
     store_matrices(sources, targets, progress=progress)
+
+    changed = list(dict.fromkeys([*(f"layers/{n}" for n in layer_names), *removed, *rewritten]))
     if changed:
         state.token = uuid.uuid4().hex
-        commit_group(group, trial_attributes(trial_id, state))
+        commit_group(group, trial_attributes(trial_id, state), exclude=removed)
+    for path in removed:
+        delete_prefix(store, f"{base}/{path}")
+    if existing:
+        sync_delete(store, f"{journal}/manifest.json")
+        delete_prefix(store, journal)
     return changed
+
+
+def _exists(path: str, state: StoredState) -> bool:
+    return path in ("obs", "var", "uns") or path in state.aligned
+
+
+def committed_token(group: zarr.Group) -> str:
+    """The commit token in the trial's zarr.json as stored now."""
+    document = read_json(group.store_path.store, f"{group.store_path.path}/zarr.json") or {}
+    return str(document.get("attributes", {}).get("zstore", {}).get("commit", ""))
+
+
+def recover(group: zarr.Group, trial_id: str) -> list[str]:
+    """Undo what a save that died left behind; return what was undone.
+
+    A journal whose manifest names the committed state belongs to a save that did not
+    commit: its elements are restored. Nodes the committed metadata does not list are
+    leftovers of unfinished writes and are deleted.
+    """
+    store, base = group.store_path.store, group.store_path.path
+    journal = journal_path(trial_id)
+    manifest = read_json(store, f"{journal}/manifest.json")
+    undone: list[str] = []
+    token = committed_token(group)
+    if manifest is not None and manifest.get("base") == token:
+        for path in manifest.get("elements", []):
+            delete_prefix(store, f"{base}/{path}")
+            copy_prefix(store, f"{journal}/{path}", f"{base}/{path}")
+            undone.append(path)
+    if manifest is not None or list_keys(store, journal):
+        sync_delete(store, f"{journal}/manifest.json")
+        delete_prefix(store, journal)
+    listed = committed_members(group)
+    if listed is not None:
+        for path, _ in list(group.members(max_depth=None)):
+            parent_listed = "/".join(path.split("/")[:-1])
+            if path not in listed and (parent_listed in listed or "/" not in path):
+                delete_prefix(store, f"{base}/{path}")
+                undone.append(path)
+    return undone
+
+
+def committed_members(group: zarr.Group) -> set[str] | None:
+    """Paths listed by the trial's committed consolidated metadata."""
+    store, path = group.store_path.store, group.store_path.path
+    reader = zarr.open_group(store, path=path, mode="r", zarr_format=3, use_consolidated=True)
+    consolidated = reader.metadata.consolidated_metadata
+    return None if consolidated is None else set(consolidated.flattened_metadata)
 
 
 def processing_record(name: str, state: StoredState) -> dict[str, Any] | None:
