@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import zstore as zs
 from zstore.arrays import StorageConfig
