@@ -28,6 +28,7 @@ class S3Server:
         self._thread: threading.Thread | None = None
         self.endpoint = ""
         self.faults: list[int] = []  # HTTP statuses to answer the next requests with
+        self.outage_after: int | None = None  # answer 503 to everything after n more requests
 
     def _app(self) -> Any:
         moto_app = DomainDispatcherApplication(create_backend_app)
@@ -36,6 +37,10 @@ class S3Server:
             with self._lock:
                 self.requests[(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))] += 1
                 fault = self.faults.pop(0) if self.faults else None
+                if self.outage_after is not None:
+                    if self.outage_after <= 0:
+                        fault = 503
+                    self.outage_after -= 1
             if fault is not None:
                 start_response(f"{fault} Injected", [("Content-Type", "text/plain")])
                 return [b"injected fault"]

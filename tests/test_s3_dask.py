@@ -201,3 +201,49 @@ def test_an_obstore_store_works_the_same(s3: S3Server) -> None:
         again.layers["dFF"].compute(), zs.normalize_dff(adata.X, normalize_pct=50)
     )
     assert isinstance(pickle.loads(pickle.dumps(store)), ObjectStore)  # ships to workers
+
+
+def test_object_store_faults_are_retried_or_reported_clearly(s3: S3Server) -> None:
+    url = f"s3://{s3.new_bucket()}/exp.zarr"
+    adata = _trial(40, 512)
+    exp = zs.create_experiment(url, exp_id="E", storage_options=s3.options(), config=SMALL_SHARDS)
+    exp.add_trial("t", adata)
+    # reads: a few 503 and 500 answers on the way are retried; the data is right
+    s3.faults = [503, 500, 503]
+    data = zs.open_experiment(url, storage_options=s3.options()).load_trial("t").data
+    s3.faults = [503, 503, 500, 503]
+    np.testing.assert_array_equal(data.X.compute(), adata.X)
+    assert not s3.faults, "every injected fault was met and retried"
+    # writes: faults during a save are retried, and the saved layer is right
+    trial = zs.open_experiment(url, mode="r+", storage_options=s3.options()).load_trial("t")
+    trial.data.add_layer("dFF", zs.normalize_dff(trial.data.X, normalize_pct=50))
+    s3.faults = [503, 500, 503, 500]
+    assert trial.save() == ["layers/dFF", "uns"]
+    again = zs.open_experiment(url, storage_options=s3.options()).load_trial("t").data
+    np.testing.assert_array_equal(
+        again.layers["dFF"].compute(), zs.normalize_dff(adata.X, normalize_pct=50)
+    )
+
+
+def test_a_persistent_outage_is_a_clear_error_and_the_store_stays_consistent(s3: S3Server) -> None:
+    url = f"s3://{s3.new_bucket()}/exp.zarr"
+    adata = _trial(40, 512)
+    zs.create_experiment(
+        url, exp_id="E", storage_options=s3.options(), config=SMALL_SHARDS
+    ).add_trial("t", adata)
+    trial = zs.open_experiment(url, mode="r+", storage_options=s3.options()).load_trial("t")
+    trial.data.add_layer("dFF", zs.normalize_dff(trial.data.X, normalize_pct=50))
+    trial.data.add_obs("depth", np.ones(40))
+    s3.outage_after = 40  # the service goes down in the middle of the save
+    with pytest.raises(Exception, match=r"503|Service|Unavailable|SlowDown|Reduce"):
+        trial.save()
+    s3.outage_after = None
+    # readers still see the state before the failed save, whole
+    data = zs.open_experiment(url, storage_options=s3.options()).load_trial("t").data
+    assert "dFF" not in data.layers and "depth" not in data.obs
+    np.testing.assert_array_equal(data.X.compute(), adata.X)
+    # and the same save, once the service is back, completes
+    retry = zs.open_experiment(url, mode="r+", storage_options=s3.options()).load_trial("t")
+    retry.data.add_layer("dFF", zs.normalize_dff(retry.data.X, normalize_pct=50))
+    retry.data.add_obs("depth", np.ones(40))
+    assert retry.save() == ["layers/dFF", "obs", "uns"]

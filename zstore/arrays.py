@@ -39,6 +39,7 @@ __all__ = [
 DIMENSION_NAMES = ("roi", "frame")
 ARRAY_ENCODING = {"encoding-type": "array", "encoding-version": "0.2.0"}
 MIB = 1 << 20
+_TRIM_AFTER_BYTES = 8 * MIB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +68,10 @@ class StorageConfig:
     """
 
     shard_bytes: int = 32 * MIB
-    inner_rois: int = 16
-    inner_frames: int = 8192
+    # Chosen by `scripts/bench --compare` (BENCHMARKS.md): against 16x8192, 32x16384
+    # reads shards ~1.8x faster and time windows faster, one trace about as fast.
+    inner_rois: int = 32
+    inner_frames: int = 16384
     codec: str = "blosc-lz4"
     clevel: int = 5
 
@@ -117,7 +120,7 @@ def plan_chunks(
     --------
     >>> from zstore.arrays import StorageConfig, plan_chunks
     >>> plan_chunks((4096, 100000), 4, StorageConfig())
-    ((64, 106496), (16, 8192))
+    ((64, 114688), (32, 16384))
     """
     n_rois, n_frames = shape
     inner_f = max(1, min(config.inner_frames, n_frames))
@@ -290,7 +293,8 @@ class _ChecksummedReader:
         try:
             basic = all(isinstance(k, slice | int | np.integer) for k in _as_tuple(key))
             out = np.asarray(self.array[key] if basic else self.array.oindex[key])
-            release_freed_memory()  # decode buffers: see release_freed_memory
+            if out.nbytes >= _TRIM_AFTER_BYTES:  # a trim costs ~10 ms: only after big reads
+                release_freed_memory()
             return out
         except ValueError as err:
             if "checksum" not in str(err):

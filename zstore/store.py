@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import socket
 import time
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 StoreLike = str | os.PathLike[str] | Store
+logger = logging.getLogger(__name__)
 TRIALS = "trials"
 EXPERIMENT_ENCODING = "zstore.experiment"
 TRIAL_ENCODING = "zstore.trial"
@@ -407,7 +409,7 @@ def trial_lock(store: Store, trial_id: str) -> Iterator[None]:
     left by a process that died on this host is taken over.
     """
     key = f"{LOCKS}/{check_name(trial_id, kind='trial ID')}.json"
-    me = {
+    me: dict[str, Any] = {
         "owner": uuid.uuid4().hex,
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -427,17 +429,27 @@ def trial_lock(store: Store, trial_id: str) -> Iterator[None]:
             f"to finish. If that process is gone, delete the lock {key!r} in "
             f"{describe_store(store)}"
         )
+    _HELD.add(me["owner"])
     try:
         yield
     finally:
-        holder = read_json(store, key) or {}
-        if holder.get("owner") == me["owner"]:
-            sync(store.delete(key))
+        _HELD.discard(me["owner"])
+        try:
+            holder = read_json(store, key) or {}
+            if holder.get("owner") == me["owner"]:
+                sync(store.delete(key))
+        except Exception as err:  # never hide the error that ended the write
+            logger.warning("could not release the lock %s: %s", key, err)
+
+
+_HELD: set[str] = set()  # owners of the locks this process holds now
 
 
 def _stale(holder: Mapping[str, Any]) -> bool:
     if holder.get("host") != socket.gethostname():
         return False
+    if holder.get("pid") == os.getpid():
+        return holder.get("owner") not in _HELD  # left by an earlier, failed write of ours
     try:
         os.kill(int(holder.get("pid", -1)), 0)
     except ProcessLookupError:

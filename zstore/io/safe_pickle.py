@@ -100,7 +100,7 @@ def load_pickled_npy(path: str | os.PathLike[str]) -> Any:
                     else np.lib.format.read_array_header_2_0
                 )
                 shape, fortran, dtype = read_header(fh)
-            except (ValueError, SyntaxError, EOFError) as err:
+            except Exception as err:  # numpy's header parser raises a zoo of types
                 raise Suite2pFormatError(
                     f"{path} is not a valid .npy file ({err}); re-export it from suite2p"
                 ) from None

@@ -119,13 +119,13 @@ def open_suite2p(plane_dir: str | os.PathLike[str]) -> Suite2pPlane:
 def _load_matrix(file: Path, ndim: int | None = 2) -> np.ndarray:
     try:
         arr = np.load(file, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
+    except OSError as err:
+        raise Suite2pFormatError(f"{file} could not be read: {err}") from None
+    except Exception as err:  # numpy's header parser raises a zoo (EOFError, SyntaxError, ...)
         raise Suite2pFormatError(
             f"{file} is not a numeric .npy array ({err}); it may be truncated or not a "
             f"Suite2p output: re-export it"
         ) from None
-    except OSError as err:
-        raise Suite2pFormatError(f"{file} could not be read: {err}") from None
     if ndim is not None and arr.ndim != ndim:
         raise Suite2pFormatError(
             f"{file} has shape {arr.shape}; expected a 2-D array of ROIs x frames"
