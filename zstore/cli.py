@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._version import __version__
+from .display import format_bytes
 from .errors import ZstoreWarning
 
 __all__ = ["main"]
@@ -309,21 +310,13 @@ def _print_info(exp: Any) -> None:
             ratio = arr["nbytes"] / arr["stored_bytes"] if arr["stored_bytes"] else float("nan")
             print(
                 f"    {arr['name']:<14} {arr['dtype']:<8} shard {_shape(arr['shards'])} chunk "
-                f"{_shape(arr['chunks'])}  {_size(arr['stored_bytes'])} stored, "
-                f"{_size(arr['nbytes'])} uncompressed ({ratio:.1f}x)"
+                f"{_shape(arr['chunks'])}  {format_bytes(arr['stored_bytes'])} stored, "
+                f"{format_bytes(arr['nbytes'])} uncompressed ({ratio:.1f}x)"
             )
 
 
 def _shape(shape: Any) -> str:
     return "x".join(str(s) for s in shape) if shape else "-"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
 
 
 class _ProgressBar:

@@ -11,7 +11,7 @@ from typing import Any
 
 import dask.array as da
 
-__all__ = ["html_annotated", "html_experiment", "html_trial"]
+__all__ = ["format_bytes", "html_annotated", "html_experiment", "html_trial"]
 
 _STYLE = (
     "<style>.zs-t{border-collapse:collapse;font-size:12px}"
@@ -31,7 +31,8 @@ def _array_text(value: Any) -> str:
     return f"{shape} {dtype}, {where}"
 
 
-def _size(n: float) -> str:
+def format_bytes(n: float) -> str:
+    """A byte count for people: 1.2 GB, 345.0 kB."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -86,8 +87,8 @@ def html_trial(trial: Any) -> str:
                 "×".join(map(str, a["shards"])) if a["shards"] else "-",
                 "×".join(map(str, a["chunks"])),
                 ", ".join(a["codecs"]),
-                _size(a["stored_bytes"]),
-                _size(a["nbytes"]),
+                format_bytes(a["stored_bytes"]),
+                format_bytes(a["nbytes"]),
             )
         )
         + "</tr>"

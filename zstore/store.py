@@ -266,21 +266,28 @@ def publish(staged: zarr.Group, group: zarr.Group, *, concurrency: int = 16) -> 
 
     async def copy() -> None:
         source = staged.store_path.store
-        target = group.store_path.store
         prefix = group.store_path.path
         keys = [k async for k in source.list() if k != "zarr.json"]
-        limit = asyncio.Semaphore(concurrency)
-        prototype = default_buffer_prototype()
-
-        async def one(key: str) -> None:
-            async with limit:
-                value = await source.get(key, prototype)
-                if value is not None:
-                    await target.set(f"{prefix}/{key}" if prefix else key, value)
-
-        await asyncio.gather(*(one(k) for k in keys))
+        renamed = {k: f"{prefix}/{k}" if prefix else k for k in keys}
+        await _copy_keys(source, group.store_path.store, renamed, concurrency)
 
     sync(copy())
+
+
+async def _copy_keys(
+    source: Store, target: Store, renamed: Mapping[str, str], concurrency: int
+) -> None:
+    """Copy each key of ``source`` to its new name in ``target``, a few at a time."""
+    limit = asyncio.Semaphore(concurrency)
+    prototype = default_buffer_prototype()
+
+    async def one(key: str) -> None:
+        async with limit:
+            value = await source.get(key, prototype)
+            if value is not None:
+                await target.set(renamed[key], value)
+
+    await asyncio.gather(*(one(k) for k in renamed))
 
 
 def commit_group(
@@ -351,16 +358,8 @@ def copy_prefix(store: Store, source: str, target: str, *, concurrency: int = 16
 
     async def copy() -> None:
         keys = [k async for k in store.list_prefix(f"{source}/")]
-        limit = asyncio.Semaphore(concurrency)
-        prototype = default_buffer_prototype()
-
-        async def one(key: str) -> None:
-            async with limit:
-                value = await store.get(key, prototype)
-                if value is not None:
-                    await store.set(f"{target}/{key[len(source) + 1 :]}", value)
-
-        await asyncio.gather(*(one(k) for k in keys))
+        renamed = {k: f"{target}/{k[len(source) + 1 :]}" for k in keys}
+        await _copy_keys(store, store, renamed, concurrency)
 
     sync(copy())
 
