@@ -228,9 +228,11 @@ def _obs_and_masks(
             columns[key] = [np.nan if v is None else v for v in values]
     obs = pd.DataFrame(columns, index=pd.Index([str(i) for i in keep]))
     for key in obs.columns:
-        obs[key] = (
-            pd.to_numeric(obs[key], errors="ignore") if obs[key].dtype == object else obs[key]
-        )
+        if obs[key].dtype == object:  # mixed Python numbers: make them one numeric dtype
+            try:
+                obs[key] = pd.to_numeric(obs[key])
+            except (TypeError, ValueError):
+                obs[key] = obs[key].astype(str)
     obs["iscell"] = plane.iscell[keep, 0].astype(bool)
     obs["iscell_prob"] = plane.iscell[keep, 1].astype(np.float64)
     masks: dict[str, RaggedArray] = {}
