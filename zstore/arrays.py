@@ -124,10 +124,12 @@ def plan_chunks(
     """
     n_rois, n_frames = shape
     inner_f = max(1, min(config.inner_frames, n_frames))
-    inner_r = max(1, min(config.inner_rois, n_rois))
     shard_f = math.ceil(max(n_frames, 1) / inner_f) * inner_f
     row_bytes = max(1, shard_f * itemsize)
     rows = max(1, config.shard_bytes // row_bytes)
+    # Long trials: a band of inner_rois ROIs x all frames could outgrow the shard budget
+    # (and memory per task grow with trial length); thin the band instead.
+    inner_r = max(1, min(config.inner_rois, n_rois, rows))
     blocks = max(1, rows // inner_r)
     blocks = min(blocks, math.ceil(max(n_rois, 1) / inner_r))
     return (blocks * inner_r, shard_f), (inner_r, inner_f)
