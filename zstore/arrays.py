@@ -23,7 +23,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, ZstdCodec
 
-from .errors import CorruptChunkError
+from ._compat import is_missing_object, is_storage_error, short_message
+from .errors import CorruptChunkError, MissingChunkError, StoreError
 
 __all__ = [
     "DIMENSION_NAMES",
@@ -31,6 +32,7 @@ __all__ = [
     "StorageConfig",
     "as_shard_blocks",
     "create_matrix",
+    "create_matrix_like",
     "lazy_matrix",
     "plan_chunks",
     "store_matrices",
@@ -78,15 +80,42 @@ class StorageConfig:
     def __post_init__(self) -> None:
         for field in ("shard_bytes", "inner_rois", "inner_frames"):
             value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"StorageConfig.{field} must be a positive int, got {value!r}")
         if self.codec not in _CODECS:
             raise ValueError(
                 f"StorageConfig.codec must be one of {sorted(_CODECS)}, got {self.codec!r}"
             )
+        top = 22 if self.codec == "zstd" else 9
+        if isinstance(self.clevel, bool) or not isinstance(self.clevel, int):
+            raise ValueError(f"StorageConfig.clevel must be an int, got {self.clevel!r}")
+        if not 0 <= self.clevel <= top:
+            raise ValueError(
+                f"StorageConfig.clevel must be 0..{top} for codec {self.codec!r}, got {self.clevel}"
+            )
 
     def compressors(self) -> list[Any]:
         return [*_CODECS[self.codec](self.clevel), Crc32cCodec()]
+
+    def to_json(self) -> dict[str, Any]:
+        """The configuration as stored in the experiment's attributes."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, document: Any, *, where: str = "the experiment") -> StorageConfig:
+        """The configuration recorded in an experiment (defaults for keys it lacks)."""
+        if not isinstance(document, dict):
+            raise ValueError(
+                f"{where}: the recorded storage configuration is not a mapping: {document!r}"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(document) - known)
+        if unknown:
+            raise ValueError(
+                f"{where}: the recorded storage configuration has keys {unknown} this "
+                f"zstore does not know; upgrade zstore (pip install -U zstore)"
+            )
+        return cls(**document)
 
 
 _CODECS: dict[str, Callable[[int], list[Any]]] = {
@@ -158,6 +187,32 @@ def create_matrix(
         dimension_names=DIMENSION_NAMES,
         attributes={**ARRAY_ENCODING, **(attributes or {})},
         overwrite=True,
+        # Every shard is written, zeros too: a shard that is not there is then damage
+        # (reported by `zstore verify`), never data that happens to equal the fill value.
+        config={"write_empty_chunks": True},
+    )
+
+
+def create_matrix_like(
+    group: zarr.Group, name: str, template: zarr.Array, *, dtype: Any
+) -> zarr.Array:
+    """Create (replacing any existing) a matrix chunked and compressed like ``template``.
+
+    Layers of a trial are stored like its X: same shards, inner chunks and codecs,
+    whatever configuration the experiment is opened with today.
+    """
+    return group.create_array(
+        name,
+        shape=template.shape,
+        dtype=np.dtype(dtype),
+        chunks=template.chunks,
+        shards=template.shards,
+        compressors=template.compressors,
+        fill_value=0,
+        dimension_names=DIMENSION_NAMES,
+        attributes=dict(ARRAY_ENCODING),
+        overwrite=True,
+        config={"write_empty_chunks": True},
     )
 
 
@@ -176,6 +231,13 @@ def as_shard_blocks(data: Any, target: zarr.Array) -> da.Array:
 Progress = Callable[[int, int], None]
 """Called as ``progress(shards_done, shards_total)`` while matrices are written."""
 
+StoreWave = Callable[[list[da.Array], list[zarr.Array], list[Any]], None]
+"""Writes ``sources[i]`` into ``targets[i][regions[i]]``; every region is whole shards."""
+
+
+def _store_wave(sources: list[da.Array], targets: list[zarr.Array], regions: list[Any]) -> None:
+    da.store(sources, targets, regions=regions, lock=False, compute=True)  # type: ignore[arg-type]
+
 
 def store_matrices(
     sources: Sequence[Any],
@@ -183,6 +245,7 @@ def store_matrices(
     *,
     progress: Progress | None = None,
     parallel: int | None = None,
+    store_wave: StoreWave = _store_wave,
 ) -> None:
     """Stream each source into its target, one task per shard.
 
@@ -190,6 +253,7 @@ def store_matrices(
     whole shards first, since tasks writing parts of one shard would corrupt it. Shards
     are written in waves as wide as the workers available, which bounds memory to a
     few shards per worker however the scheduler would order the whole graph.
+    ``store_wave`` writes one wave (the storage engine passes its own).
     """
     for src, dst in zip(sources, targets, strict=True):
         if tuple(src.shape) != tuple(dst.shape):
@@ -207,16 +271,27 @@ def store_matrices(
     with dask.config.set({"array.slicing.split_large_chunks": False}):
         for done in range(0, len(jobs), width):
             wave = jobs[done : done + width]
-            da.store(
+            _check_whole_shards(wave, targets)
+            store_wave(
                 [blocks[i][int(a) : int(b)] for i, a, b in wave],
-                [targets[i] for i, _, _ in wave],  # type: ignore[misc]
-                regions=[(slice(int(a), int(b)), slice(None)) for _, a, b in wave],
-                lock=False,
-                compute=True,
+                [targets[i] for i, _, _ in wave],
+                [(slice(int(a), int(b)), slice(None)) for _, a, b in wave],
             )
             release_freed_memory()
             if progress:
                 progress(done + len(wave), len(jobs))
+
+
+def _check_whole_shards(wave: list[tuple[int, Any, Any]], targets: Sequence[zarr.Array]) -> None:
+    # Two tasks writing parts of one shard lose one task's rows silently (zarr-python
+    # and Icechunk alike): refuse any region that does not start on a shard boundary.
+    for i, start, stop in wave:
+        rows = (targets[i].shards or targets[i].chunks)[0]
+        if int(start) % rows or (int(stop) % rows and int(stop) != targets[i].shape[0]):
+            raise RuntimeError(
+                f"internal error: rows {start}:{stop} of {targets[i].path} are not whole "
+                f"shards of {rows} rows; nothing was written"
+            )
 
 
 def release_freed_memory() -> None:
@@ -255,16 +330,19 @@ def _worker_count() -> int:
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
-def lazy_matrix(array: zarr.Array, *, name: str, label: str) -> da.Array:
+def lazy_matrix(
+    array: zarr.Array, *, name: str, label: str, explain: Callable[[], str] | None = None
+) -> da.Array:
     """A dask array over a stored matrix, one block per shard; reads nothing now.
 
     ``label`` names the array in errors (e.g. "trial 't-005' X"); ``name`` is the dask
-    name, unique to this version of the array so that re-written arrays get new names.
+    name, unique to this version of the array. ``explain``, called only when a chunk
+    cannot be read, says why (e.g. that the version was garbage-collected).
     """
     rows = array.shards[0] if array.shards else array.chunks[0]
     cols = array.shards[1] if array.shards else array.chunks[1]
     return da.from_array(
-        _ChecksummedReader(array, label),
+        _ChecksummedReader(array, label, explain),
         chunks=(rows, min(cols, max(array.shape[1], 1))),
         name=name,
         lock=False,
@@ -282,11 +360,13 @@ def _as_tuple(key: Any) -> tuple[Any, ...]:
 
 
 class _ChecksummedReader:
-    """Reads regions of a Zarr array, naming the trial, array and shard on bad checksums."""
+    """Reads regions of a Zarr array; a bad checksum or a missing chunk raises an error
+    naming the trial, array and region."""
 
-    def __init__(self, array: zarr.Array, label: str):
+    def __init__(self, array: zarr.Array, label: str, explain: Callable[[], str] | None = None):
         self.array = array
         self.label = label
+        self.explain = explain
         self.shape = array.shape
         self.dtype = array.dtype
         self.ndim = array.ndim
@@ -302,7 +382,31 @@ class _ChecksummedReader:
             if "checksum" not in str(err):
                 raise
             raise CorruptChunkError(
-                f"{self.label} ({self.array.store_path}): a stored chunk in region {key} "
-                f"failed its crc32c checksum, so its bytes were changed after writing; "
-                f"run `zstore verify` to list damaged chunks and restore them from a copy"
+                f"{self.label}: a stored chunk in region {_region(key)} failed its crc32c "
+                f"checksum, so its bytes were changed after writing; run `zstore verify` to "
+                f"list damaged chunks and restore them from a copy"
             ) from err
+        except Exception as err:
+            if not is_storage_error(err):
+                raise
+            if not is_missing_object(err):
+                raise StoreError(
+                    f"{self.label}: reading region {_region(key)} failed: "
+                    f"{short_message(err)}; check that the storage is reachable, then retry"
+                ) from err
+            why = self.explain() if self.explain is not None else ""
+            why = why or "the store was damaged (a chunk object deleted or truncated)"
+            raise MissingChunkError(
+                f"{self.label}: a stored chunk in region {_region(key)} cannot be read "
+                f"({short_message(err)}); {why}; run `zstore verify` to list what is missing"
+            ) from err
+
+
+def _region(key: Any) -> str:
+    parts = []
+    for k in _as_tuple(key):
+        if isinstance(k, slice):
+            parts.append(f"{'' if k.start is None else k.start}:{'' if k.stop is None else k.stop}")
+        else:
+            parts.append(str(k) if np.ndim(k) == 0 else f"[{len(k)} indices]")
+    return f"[{', '.join(parts)}]"

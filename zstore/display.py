@@ -99,11 +99,10 @@ def html_trial(trial: Any) -> str:
 
 def html_experiment(exp: Any) -> str:
     """HTML summary of an Experiment: its trials (listing only, nothing loaded)."""
-    from .store import describe_store
-
     ids = exp.trialIDs
     rows = [
-        ("store", describe_store(exp.store)),
+        ("store", exp.location),
+        ("version", exp.version),
         ("mode", exp.mode),
         ("trials", f"{len(ids)}: {', '.join(ids)}"),
     ]

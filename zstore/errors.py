@@ -11,19 +11,25 @@ import sys
 import warnings
 
 __all__ = [
+    "ConflictError",
     "CorruptChunkError",
     "ExperimentExistsError",
     "FormatVersionError",
     "InvalidNameError",
     "KeyNotFoundError",
+    "LegacyFormatError",
+    "MissingChunkError",
     "NotAnExperimentError",
     "PaqFormatError",
     "ReadOnlyError",
+    "StorageOptionsError",
+    "StoreError",
     "Suite2pFormatError",
     "TrialChangedError",
-    "TrialLockedError",
     "TrialNotFoundError",
+    "UnsafeOverwriteError",
     "UnsafePickleError",
+    "VersionNotFoundError",
     "ZstoreWarning",
     "emit_user_warning",
 ]
@@ -48,8 +54,16 @@ class TrialNotFoundError(KeyNotFoundError):
     """A trial ID that is not in the experiment."""
 
 
+class VersionNotFoundError(KeyNotFoundError):
+    """A version (snapshot) that the experiment does not have, or no longer has."""
+
+
 class ExperimentExistsError(FileExistsError):
-    """Creating an experiment where one (or any Zarr data) already exists."""
+    """Creating an experiment, trial or layer where one already exists."""
+
+
+class UnsafeOverwriteError(FileExistsError):
+    """A location that holds data zstore did not write: zstore never replaces it."""
 
 
 class NotAnExperimentError(ValueError):
@@ -60,12 +74,16 @@ class FormatVersionError(ValueError):
     """A store written by a newer zstore than this one."""
 
 
-class TrialChangedError(RuntimeError):
-    """A trial saved by another writer since it was loaded."""
+class LegacyFormatError(FormatVersionError):
+    """A store in zstore 0.1's format (plain Zarr): convert it with ``zstore migrate``."""
 
 
-class TrialLockedError(BlockingIOError):
-    """Another process is writing the same trial."""
+class ConflictError(RuntimeError):
+    """A write that conflicts with one another writer committed first; nothing was saved."""
+
+
+class TrialChangedError(ConflictError):
+    """A trial saved by another writer since it was loaded; nothing was saved."""
 
 
 class ReadOnlyError(PermissionError):
@@ -74,6 +92,18 @@ class ReadOnlyError(PermissionError):
 
 class CorruptChunkError(ValueError):
     """A stored chunk whose checksum does not match its bytes."""
+
+
+class MissingChunkError(CorruptChunkError):
+    """A stored chunk that should exist and cannot be read (deleted or truncated)."""
+
+
+class StoreError(OSError):
+    """The storage failed (unreachable, refused, or its own files damaged)."""
+
+
+class StorageOptionsError(ValueError):
+    """storage_options that zstore cannot pass to the storage."""
 
 
 class Suite2pFormatError(ValueError):

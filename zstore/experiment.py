@@ -1,35 +1,58 @@
-"""Experiment and Trial: list, load, add and save trials of an experiment store."""
+"""Experiment and Trial: list, load, add and save the trials of an experiment.
+
+An Experiment is pinned to one version of its store (``exp.version``): listing and
+loading read that version, whatever other processes commit meanwhile, until
+``exp.refresh()``. A loaded Trial is pinned to the version it was read from: its lazy
+arrays compute exactly what was stored then. Every write is one transaction
+(:mod:`zstore.transaction`) and moves the experiment to the version it committed.
+"""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import anndata as ad
 import dask.array as da
 import pandas as pd
 import zarr
-from zarr.abc.store import Store
 
 from .annotated import AnnotatedData
 from .arrays import Progress, StorageConfig
-from .errors import ExperimentExistsError, ReadOnlyError, TrialNotFoundError
+from .changes import ALIGNED, StoredState, diff
+from .errors import (
+    ExperimentExistsError,
+    FormatVersionError,
+    LegacyFormatError,
+    NotAnExperimentError,
+    ReadOnlyError,
+    TrialChangedError,
+    TrialNotFoundError,
+    UnsafeOverwriteError,
+)
 from .names import check_name
 from .store import (
+    ENCODING_VERSION,
+    EXPERIMENT_ENCODING,
+    TRIALS,
+    Place,
     StoreLike,
-    create_root,
-    describe_store,
-    list_trials,
-    make_store,
-    open_root,
-    open_trial_group,
-    trial_lock,
-    trial_path,
-    zstore_attrs,
+    resolve,
+    survey,
 )
-from .trialio import StoredState, describe_arrays, read_trial, save_trial, write_trial
+from .transaction import Commit, GarbageReport, Repo, Transaction
+from .trialio import (
+    apply_changes,
+    describe_arrays,
+    read_trial,
+    update_processing,
+    write_trial,
+)
 
 __all__ = ["Experiment", "Trial", "compute_dff", "create_experiment", "open_experiment"]
+
+MODES = ("r", "r+")
 
 
 class Experiment:
@@ -39,21 +62,97 @@ class Experiment:
     with :func:`open_experiment`.
     """
 
-    def __init__(self, store: Store, root: zarr.Group, *, mode: str, config: StorageConfig):
-        self.store = store
+    def __init__(self, repo: Repo, *, mode: str, session: Any, pinned: bool = False):
+        self._repo = repo
         self.mode = mode
-        self.config = config
+        self._pinned = pinned
+        self._use(session)
+
+    # -- the version this object reads ------------------------------------------------
+
+    def _move_to(self, version: str) -> None:
+        self._use(self._repo.session(version))
+
+    def _use(self, session: Any) -> None:
+        root = zarr.open_group(session.store, mode="r", zarr_format=3)
+        meta = _experiment_attrs(root, self._repo.place.label)
+        self._session = session
         self._root = root
+        self._meta = meta
+        self._trial_ids: list[str] | None = None
+
+    @property
+    def version(self) -> str:
+        """The version (snapshot ID) this object reads; see :meth:`history`."""
+        return str(self._session.snapshot_id)
+
+    @property
+    def location(self) -> str:
+        """Where the experiment is stored (a path or URL)."""
+        return self._repo.place.label
 
     @property
     def expID(self) -> str:
         """The experiment's ID."""
-        return str(zstore_attrs(self._root)["expID"])
+        return str(self._meta["expID"])
+
+    @property
+    def config(self) -> StorageConfig:
+        """How new trials are chunked and compressed (recorded at creation)."""
+        return StorageConfig.from_json(self._meta.get("storage", {}), where=self.location)
 
     @property
     def trialIDs(self) -> list[str]:
-        """IDs of the trials, in the order they were added (listed from the store)."""
-        return [r.trial_id for r in list_trials(self._root) if r.complete]
+        """IDs of the trials in this version, in the order they were added."""
+        if self._trial_ids is None:
+            trials = cast(zarr.Group, self._root[TRIALS])
+            created = []
+            for name, group in trials.groups():
+                meta = group.attrs.get("zstore")
+                when = int(meta.get("created", 0)) if isinstance(meta, dict) else 2**63
+                created.append((when, name))
+            self._trial_ids = [name for _, name in sorted(created)]
+        return list(self._trial_ids)
+
+    def refresh(self) -> Experiment:
+        """Move to the newest version of the store (what other processes committed)."""
+        if self._pinned:
+            raise ReadOnlyError(
+                f"experiment {self.expID!r} was opened at version {self.version}; open it "
+                f"without version= to follow the newest one"
+            )
+        self._use(self._repo.session())
+        return self
+
+    def history(self) -> list[Commit]:
+        """Every version of the experiment, newest first: time, message and changes.
+
+        Examples
+        --------
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
+        >>> _ = exp.add_trial("t-005", zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
+        >>> [c.message for c in exp.history()][:2]
+        ["add trial 't-005'", "create experiment 'RL109'"]
+        """
+        return self._repo.history()
+
+    def collect_garbage(
+        self,
+        *,
+        keep: datetime.timedelta,
+        grace: datetime.timedelta = datetime.timedelta(hours=24),
+        dry_run: bool = False,
+    ) -> GarbageReport:
+        """Expire versions older than ``keep`` and delete the data no kept version uses.
+
+        Reclaims replaced layers and trials, and the leftovers of killed writes. The
+        newest version is always kept. A write under way is never touched: on a local
+        disk gc waits for no writer to hold the experiment, else it spares objects
+        younger than ``grace``. Trials loaded from an expired version stop reading.
+        """
+        self._require_writable("collect garbage")
+        return self._repo.collect_garbage(keep=keep, grace=grace, dry_run=dry_run)
 
     def __contains__(self, trial_id: object) -> bool:
         return trial_id in self.trialIDs
@@ -64,8 +163,8 @@ class Experiment:
     def __repr__(self) -> str:
         ids = self.trialIDs
         return (
-            f"Experiment {self.expID!r} at {describe_store(self.store)} "
-            f"(mode={self.mode!r}): {len(ids)} trials {ids}"
+            f"Experiment {self.expID!r} at {self.location} (mode={self.mode!r}, version "
+            f"{self.version}): {len(ids)} trials {ids}"
         )
 
     def _repr_html_(self) -> str:
@@ -73,27 +172,53 @@ class Experiment:
 
         return html_experiment(self)
 
+    # -- reading -------------------------------------------------------------------------
+
     def load_trial(self, trial_id: str) -> Trial:
         """Open one trial lazily: reads its metadata, obs, var and uns, no chunk of X.
 
         Examples
         --------
-        >>> import numpy as np, zarr, zstore as zs
-        >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="RL109")
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
         >>> _ = exp.add_trial("t-005", zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
         >>> trial = exp.load_trial("t-005")
         >>> trial.data
         Annotated Data of n_obs (# ROIs) × n_vars (# Frames) = 4 × 10
         """
         check_name(trial_id, kind="trial ID")
-        if trial_id not in self.trialIDs:
+        trials = cast(zarr.Group, self._root[TRIALS])
+        if trial_id not in trials:
             raise TrialNotFoundError(
-                f"trial {trial_id!r} is not in experiment {self.expID!r} at "
-                f"{describe_store(self.store)}; its trials are {self.trialIDs}"
+                f"trial {trial_id!r} is not in experiment {self.expID!r} at {self.location} "
+                f"(version {self.version}); its trials are {self.trialIDs}"
+                + ("" if self._pinned else "; exp.refresh() sees trials added since opening")
             )
-        group = open_trial_group(self.store, trial_id, mode="r")
-        data, state = read_trial(group, trial_id)
+        group = cast(zarr.Group, trials[trial_id])
+        version = self.version
+        data, state = read_trial(
+            group, trial_id, version=version, explain=self._repo.explainer(version)
+        )
         return Trial(self, trial_id, data, state)
+
+    def storage_of(self, trial_id: str) -> list[dict[str, Any]]:
+        """How a trial's X and layers are stored (metadata only)."""
+        return describe_arrays(cast(zarr.Group, self._root[f"{TRIALS}/{trial_id}"]))
+
+    def open_zarr(self, path: str = "") -> zarr.Group:
+        """The Zarr group at ``path`` in this version, read-only, for plain anndata/xarray.
+
+        Examples
+        --------
+        >>> import anndata, icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
+        >>> _ = exp.add_trial("t-005", zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
+        >>> anndata.read_zarr(exp.open_zarr("trials/t-005")).shape
+        (4, 10)
+        """
+        return zarr.open_group(self._session.store, path=path, mode="r", zarr_format=3)
+
+    # -- writing ----------------------------------------------------------------------------
 
     def add_trial(
         self,
@@ -107,12 +232,14 @@ class Experiment:
         """Write ``adata`` as a new trial, streaming X and layers shard by shard.
 
         X and layers may be numpy or dask arrays; a dask array is never loaded whole.
-        The trial becomes visible to readers only when it is completely written.
+        One transaction: the trial appears to readers (or replaces the old one, with
+        ``overwrite=True``) only when it is completely written; a failed or killed
+        write changes nothing.
 
         Examples
         --------
-        >>> import numpy as np, zarr, zstore as zs
-        >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="RL109")
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
         >>> trial = exp.add_trial("t-005", zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
         >>> exp.trialIDs
         ['t-005']
@@ -124,18 +251,39 @@ class Experiment:
                 f"add_trial({trial_id!r}): expected an AnnotatedData (or AnnData), got "
                 f"{type(adata).__name__}; wrap arrays with zs.AnnotatedData(X, obs, var)"
             )
-        if trial_id in self.trialIDs and not overwrite:
-            raise ExperimentExistsError(
-                f"trial {trial_id!r} already exists in experiment {self.expID!r}; pass "
-                f"overwrite=True to replace it, or choose another trial ID"
+        verb = "replace" if overwrite else "add"
+        with self._repo.transaction(f"{verb} trial {trial_id!r}") as txn:
+            _write_trials(
+                txn, {trial_id: (adata, provenance)}, self.config, overwrite, self.expID, progress
             )
-        with trial_lock(self.store, trial_id):
-            # mode="w" clears what is there: a replaced trial, or one whose write died.
-            group = zarr.open_group(self.store, path=trial_path(trial_id), mode="w", zarr_format=3)
-            write_trial(
-                group, trial_id, adata, config=self.config, provenance=provenance, progress=progress
-            )
+        self._advance(txn)
         return self.load_trial(trial_id)
+
+    def remove_trial(self, trial_id: str) -> None:
+        """Remove a trial from the next version (earlier versions keep it until gc).
+
+        Examples
+        --------
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
+        >>> _ = exp.add_trial("t-005", zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
+        >>> exp.remove_trial("t-005"); exp.trialIDs
+        []
+        """
+        self._require_writable(f"remove trial {trial_id!r}")
+        check_name(trial_id, kind="trial ID")
+        with self._repo.transaction(f"remove trial {trial_id!r}") as txn:
+            if trial_id not in txn.group(TRIALS):
+                raise TrialNotFoundError(
+                    f"trial {trial_id!r} is not in experiment {self.expID!r} at {self.location}"
+                )
+            txn.delete(f"{TRIALS}/{trial_id}")
+            txn.note(f"{TRIALS}/{trial_id}")
+        self._advance(txn)
+
+    def _advance(self, txn: Transaction) -> None:
+        if txn.snapshot is not None:
+            self._move_to(txn.snapshot)
 
     def concat(
         self, layer: str | None = None, *, trials: Sequence[str] | None = None
@@ -149,8 +297,8 @@ class Experiment:
 
         Examples
         --------
-        >>> import numpy as np, zarr, zstore as zs
-        >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="RL109")
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
         >>> for tid in ["t-005", "t-006"]:
         ...     _ = exp.add_trial(tid, zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
         >>> allf = exp.concat()
@@ -175,7 +323,7 @@ class Experiment:
             elif layer in trial.data.layers:
                 blocks.append(trial.data.layers[layer])
             else:
-                raise KeyError(
+                raise TrialNotFoundError(
                     f"trial {trial.trialID!r} has no layer {layer!r} (its layers: "
                     f"{list(trial.data.layers)}); compute it first, e.g. "
                     f"zs.compute_dff(exp, layer={layer!r})"
@@ -202,7 +350,10 @@ class Experiment:
 
 
 class Trial:
-    """One trial of an experiment: ``trial.data`` is a lazy AnnotatedData over the store."""
+    """One trial of an experiment: ``trial.data`` is a lazy AnnotatedData over the store.
+
+    The trial is pinned to the version it was loaded from (``trial.version``).
+    """
 
     def __init__(
         self, experiment: Experiment, trial_id: str, data: AnnotatedData, state: StoredState
@@ -211,6 +362,11 @@ class Trial:
         self.trialID = trial_id
         self.data = data
         self._state = state
+
+    @property
+    def version(self) -> str:
+        """The version (snapshot ID) this trial was loaded from or last saved as."""
+        return str(self._state.version)
 
     def __repr__(self) -> str:
         layers = list(self.data.layers)
@@ -225,24 +381,27 @@ class Trial:
         return html_trial(self)
 
     def storage(self) -> list[dict[str, Any]]:
-        """How X and each layer are stored: shape, dtype, shards, chunks, codecs, sizes.
+        """How X and each layer are stored: shape, dtype, shards, chunks, codecs, size.
 
-        Reads metadata and lists the stored objects; no chunk data.
+        Reads metadata only.
         """
-        group = open_trial_group(self.experiment.store, self.trialID, mode="r")
+        exp = self.experiment
+        session = exp._repo.session(self.version)
+        group = zarr.open_group(session.store, path=f"{TRIALS}/{self.trialID}", mode="r")
         return describe_arrays(group)
 
     def save(self, *, progress: Progress | None = None) -> list[str]:
         """Stream what changed since loading into the store; return what was written.
 
         New layers are computed and written one task per shard; added or removed obs
-        and var columns, uns and obsm entries are rewritten. Saved layers then read
-        lazily from the store instead of their in-memory graph.
+        and var columns, uns and obsm entries are rewritten. One transaction: readers
+        see the previous version until it commits, and a failed or killed save changes
+        nothing. Saved layers then read lazily from the store instead of their graph.
 
         Examples
         --------
-        >>> import numpy as np, zarr, zstore as zs
-        >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="RL109")
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
         >>> F = np.arange(1, 41, dtype="float32").reshape(4, 10)
         >>> trial = exp.add_trial("t-005", zs.AnnotatedData(F))
         >>> trial.data.add_layer("dFF", zs.normalize_dff(trial.data.X, normalize_pct=50))
@@ -257,36 +416,213 @@ class Trial:
                 f"trial {self.trialID!r} was opened read-only; open the experiment with "
                 f"zs.open_experiment(store, mode='r+') to save it"
             )
-        with trial_lock(exp.store, self.trialID):
-            group = open_trial_group(exp.store, self.trialID, mode="r+")
-            changed = save_trial(
-                group, self.trialID, self.data, self._state, config=exp.config, progress=progress
+        update_processing(self.data, self._state)
+        changes = diff(self._state, self.data)
+        if not changes:
+            return []
+        paths = changes.paths()
+        message = f"save trial {self.trialID!r}: {_describe(paths, self.data.uns)}"
+        with exp._repo.transaction(message) as txn:
+            trials = txn.group(TRIALS)
+            if self.trialID not in trials:
+                raise TrialChangedError(
+                    f"trial {self.trialID!r} was removed by someone else since it was loaded "
+                    f"(version {self.version}); nothing was saved"
+                )
+            apply_changes(
+                cast(zarr.Group, trials[self.trialID]),
+                self.trialID,
+                self.data,
+                self._state,
+                changes,
+                write_arrays=_arrays_writer(txn),
+                progress=progress,
             )
-        if changed:
-            self._reload(changed)
-        return changed
+            txn.note(*(f"{TRIALS}/{self.trialID}/{p}" for p in paths))
+        exp._advance(txn)
+        self._repoint()
+        return paths
 
-    def _reload(self, changed: list[str]) -> None:
-        """Point what was written at the store, keeping ``self.data`` the same object."""
-        fresh, state = read_trial(
-            open_trial_group(self.experiment.store, self.trialID, mode="r"), self.trialID
+    def _repoint(self) -> None:
+        """Read the saved trial back lazily, keeping ``self.data`` the same object.
+
+        X, every layer and every lazily read mask are replaced by arrays over the new
+        version (values equal to what was saved), so the next save compares against
+        them; obs, var, uns and in-memory entries stay the user's objects.
+        """
+        fresh = self.experiment.load_trial(self.trialID)
+        data = self.data
+        data.X = fresh.data.X
+        for name in list(data.layers):
+            data.layers[name] = fresh.data.layers[name]
+        for attr in ALIGNED:
+            for key, value in getattr(fresh.data, attr).items():
+                if getattr(value, "origin", None) is not None:
+                    getattr(data, attr)._data[key] = value
+        self._state = fresh._state
+
+
+def _describe(paths: list[str], uns: Mapping[str, Any]) -> str:
+    records = uns.get("processing", {}) if isinstance(uns, Mapping) else {}
+    parts = []
+    for path in paths:
+        name = path.split("/", 1)[1] if path.startswith("layers/") else None
+        info = records.get(name) if name and isinstance(records, Mapping) else None
+        if isinstance(info, Mapping) and "function" in info:
+            params = " ".join(
+                f"{k}={v}"
+                for k, v in info.items()
+                if k not in ("function", "source", "neuropil", "zstore_version", "roi_names")
+            )
+            parts.append(f"{path} by {info['function']} {params}".rstrip())
+        else:
+            parts.append(path)
+    return ", ".join(parts)
+
+
+def _arrays_writer(txn: Transaction) -> Callable[..., None]:
+    def write(sources: Sequence[Any], targets: Sequence[zarr.Array], progress: Any) -> None:
+        txn.write_arrays(sources, targets, progress=progress)
+
+    return write
+
+
+def _write_trials(
+    txn: Transaction,
+    trials: Mapping[str, tuple[ad.AnnData, Mapping[str, Any] | None]],
+    config: StorageConfig,
+    overwrite: bool,
+    exp_id: str,
+    progress: Callable[[str, int, int], None] | Progress | None,
+    *,
+    per_trial_progress: bool = False,
+) -> None:
+    """Write whole trials into ``txn`` (replacing existing ones only with ``overwrite``)."""
+    group = txn.group(TRIALS)
+    for trial_id, (adata, provenance) in trials.items():
+        if trial_id in group:
+            if not overwrite:
+                raise ExperimentExistsError(
+                    f"trial {trial_id!r} already exists in experiment {exp_id!r}; choose "
+                    f"another trial ID, or pass overwrite=True to replace it (the old trial "
+                    f"stays readable in earlier versions until `zstore gc`)"
+                )
+            txn.delete(f"{TRIALS}/{trial_id}")
+        report: Any = progress
+        if per_trial_progress and progress is not None:
+            report = lambda done, total, tid=trial_id: progress(tid, done, total)  # type: ignore[call-arg]  # noqa: E731
+        write_trial(
+            group.create_group(trial_id),
+            trial_id,
+            adata,
+            config=config,
+            provenance=provenance,
+            write_arrays=_arrays_writer(txn),
+            progress=report,
         )
-        for key in changed:
-            attr, _, name = key.partition("/")
-            if attr == "layers" and name in fresh.layers:
-                self.data.layers[name] = fresh.layers[name]
-            elif attr in ("obsm", "varm", "obsp", "varp") and name in getattr(fresh, attr):
-                getattr(self.data, attr)._data[name] = getattr(fresh, attr)[name]
-        state.aligned = {
-            f"{attr}/{k}": id(v)
-            for attr in ("obsm", "varm", "obsp", "varp")
-            for k, v in getattr(self.data, attr).items()
-        }
-        state.matrices = {
-            "X": self._state.matrices["X"],
-            **{f"layers/{k}": v.name for k, v in self.data.layers.items()},
-        }
-        self._state = state
+        txn.note(f"{TRIALS}/{trial_id}")
+
+
+def _experiment_attrs(root: zarr.Group, where: str) -> dict[str, Any]:
+    meta: Any = root.attrs.get("zstore")
+    if not isinstance(meta, dict) or meta.get("encoding-type") != EXPERIMENT_ENCODING:
+        raise NotAnExperimentError(
+            f"{where} is an Icechunk repository but not a zstore experiment (its root "
+            f"attributes have no 'zstore' entry with encoding-type {EXPERIMENT_ENCODING!r}); "
+            f"create one at a new path with zs.create_experiment(...)"
+        )
+    _check_version(meta, where)
+    if not isinstance(meta.get("expID"), str) or TRIALS not in root:
+        raise NotAnExperimentError(
+            f"{where}: the experiment's metadata is damaged (no expID or no trials group); "
+            f"an earlier version may be intact: `zstore history {where}`"
+        )
+    return dict(meta)
+
+
+def _check_version(meta: Mapping[str, Any], where: str) -> None:
+    found = str(meta.get("encoding-version", "0.0.0"))
+    try:
+        major_minor = tuple(int(p) for p in found.split(".")[:2])
+    except ValueError:
+        major_minor = (999, 0)
+    ours = tuple(int(p) for p in ENCODING_VERSION.split(".")[:2])
+    if major_minor > ours:
+        raise FormatVersionError(
+            f"{where} was written with zstore format {found}, newer than this zstore "
+            f"reads ({ENCODING_VERSION}); upgrade zstore (pip install -U zstore)"
+        )
+
+
+# -- creating and opening --------------------------------------------------------------------
+
+
+def _open_repo(place: Place, *, writable: bool) -> Repo:
+    try:
+        return Repo.open(place, writable=writable)
+    except Exception as err:
+        contents = survey(place)
+        if contents.kind == "nothing":
+            raise FileNotFoundError(
+                f"no zstore experiment at {place.label}: nothing is there; check the path, "
+                f"or create one with zs.create_experiment(...) or `zstore ingest`"
+            ) from None
+        if contents.kind == "zstore-0.1":
+            raise LegacyFormatError(
+                f"{place.label} holds an experiment in zstore 0.1's format (plain Zarr); "
+                f"convert it once with `zstore migrate {place.label} NEW` and open NEW"
+            ) from None
+        if contents.kind == "other":
+            raise NotAnExperimentError(
+                f"{place.label} is not a zstore experiment: it holds {list(contents.names)}; "
+                f"a plain anndata Zarr store opens with anndata.read_zarr"
+            ) from None
+        raise err
+
+
+def _prepare(place: Place, *, overwrite: bool, exp_id: str) -> Repo:
+    """An Icechunk repository at ``place`` ready for a new experiment; never deletes."""
+    contents = survey(place)
+    if contents.kind == "nothing":
+        return Repo.create(place)
+    if contents.kind == "zstore-0.1":
+        raise ExperimentExistsError(
+            f"{place.label} already holds an experiment in zstore 0.1's format; choose a new "
+            f"path (e.g. {_suggest(place.label)}), or convert it with `zstore migrate`; "
+            f"zstore does not replace it"
+        )
+    if contents.kind == "other":
+        raise UnsafeOverwriteError(
+            f"{place.label} holds data that is not a zstore experiment "
+            f"({', '.join(contents.names)}); zstore never deletes or replaces what it did "
+            f"not write, with or without overwrite: choose a new path such as "
+            f"{_suggest(place.label)}"
+        )
+    repo = Repo.open(place, writable=True)
+    root = zarr.open_group(repo.session().store, mode="r", zarr_format=3)
+    meta = root.attrs.get("zstore")
+    if isinstance(meta, dict) and meta.get("encoding-type") == EXPERIMENT_ENCODING:
+        existing = list(cast(zarr.Group, root[TRIALS]).group_keys()) if TRIALS in root else []
+        if existing and not overwrite:
+            raise ExperimentExistsError(
+                f"{place.label} already holds experiment {meta.get('expID')!r} with "
+                f"{len(existing)} trials; choose a new path (e.g. {_suggest(place.label)}), "
+                f"open it with zs.open_experiment(...), or pass overwrite=True (--overwrite) "
+                f"to replace it (its current version stays readable until `zstore gc`)"
+            )
+        return repo
+    if dict(root.attrs) or list(root.keys()):
+        raise UnsafeOverwriteError(
+            f"{place.label} is an Icechunk repository that holds data other than a zstore "
+            f"experiment; zstore does not replace it: choose a new path such as "
+            f"{_suggest(place.label)}"
+        )
+    return repo  # an empty repository (e.g. a creation that was interrupted)
+
+
+def _suggest(label: str) -> str:
+    stem = label.rstrip("/")
+    return f"{stem}.zarr" if not stem.endswith(".zarr") else f"{stem[:-5]}-2.zarr"
 
 
 def create_experiment(
@@ -297,32 +633,64 @@ def create_experiment(
     storage_options: Mapping[str, Any] | None = None,
     config: StorageConfig | None = None,
 ) -> Experiment:
-    """Create an empty experiment store.
+    """Create an empty experiment store (an Icechunk repository).
 
     Parameters
     ----------
     store
-        A local path, an ``s3://`` URL or a zarr Store.
+        A local path, an ``s3://`` URL or an :class:`icechunk.Storage`.
     exp_id
         The experiment's ID (e.g. the animal and session, ``"RL109"``).
     overwrite
-        Replace whatever the store holds. Without it, a store that holds Zarr data is
-        an error.
+        Replace a zstore experiment that is there (as a new version: the old one stays
+        readable until ``zstore gc``). A location holding anything else is never
+        replaced.
     storage_options
-        Passed to fsspec for URLs (endpoint, credentials, ...).
+        For ``s3://`` URLs: ``endpoint_url``, ``key``, ``secret``, ``region``, ``anon``...
     config
-        Chunking and compression of X and layers (:class:`zstore.StorageConfig`).
+        Chunking and compression of X and layers (:class:`zstore.StorageConfig`),
+        recorded in the store and used by every later write.
 
     Examples
     --------
-    >>> import zarr, zstore as zs
-    >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="RL109")
+    >>> import icechunk, zstore as zs
+    >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
     >>> exp.expID, exp.trialIDs
     ('RL109', [])
     """
-    zstore = make_store(store, mode="r+", storage_options=storage_options)
-    root = create_root(zstore, exp_id=exp_id, overwrite=overwrite)
-    return Experiment(zstore, root, mode="r+", config=config or StorageConfig())
+    return create_with_trials(store, exp_id, overwrite, storage_options, config, trials={})
+
+
+def create_with_trials(
+    store: StoreLike,
+    exp_id: str,
+    overwrite: bool,
+    storage_options: Mapping[str, Any] | None,
+    config: StorageConfig | None,
+    *,
+    trials: Mapping[str, tuple[ad.AnnData, Mapping[str, Any] | None]],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Experiment:
+    """Create (or replace) an experiment with ``trials`` in one transaction."""
+    check_name(exp_id, kind="exp_id")
+    config = config or StorageConfig()
+    place = resolve(store, storage_options=storage_options)
+    repo = _prepare(place, overwrite=overwrite, exp_id=exp_id)
+    meta: dict[str, Any] = {
+        "encoding-type": EXPERIMENT_ENCODING,
+        "encoding-version": ENCODING_VERSION,
+        "expID": exp_id,
+        "storage": config.to_json(),
+    }
+    with repo.transaction(f"create experiment {exp_id!r}") as txn:
+        txn.root.attrs["zstore"] = meta
+        if TRIALS in txn.root:
+            del txn.root[TRIALS]
+        txn.root.create_group(TRIALS)
+        txn.note("/")
+        _write_trials(txn, trials, config, False, exp_id, progress, per_trial_progress=True)
+    assert txn.snapshot is not None
+    return Experiment(repo, mode="r+", session=repo.session(txn.snapshot))
 
 
 def open_experiment(
@@ -330,20 +698,30 @@ def open_experiment(
     *,
     mode: str = "r",
     storage_options: Mapping[str, Any] | None = None,
-    config: StorageConfig | None = None,
+    version: str | datetime.datetime | None = None,
 ) -> Experiment:
-    """Open an existing experiment store, ``mode="r"`` to read or ``"r+"`` to write.
+    """Open an existing experiment, ``mode="r"`` to read or ``"r+"`` to write.
+
+    ``version``: a version ID from :meth:`Experiment.history` (or a datetime: the
+    version current then) to read an earlier state, read-only.
 
     Examples
     --------
-    >>> import zarr, zstore as zs
-    >>> store = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="RL109").store
-    >>> zs.open_experiment(store).expID
+    >>> import icechunk, zstore as zs
+    >>> storage = icechunk.in_memory_storage()
+    >>> _ = zs.create_experiment(storage, exp_id="RL109")
+    >>> zs.open_experiment(storage).expID
     'RL109'
     """
-    zstore = make_store(store, mode=mode, storage_options=storage_options)
-    root = open_root(zstore, mode=mode)
-    return Experiment(zstore, root, mode=mode, config=config or StorageConfig())
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'r' (read) or 'r+' (read and write), got {mode!r}")
+    if version is not None and mode != "r":
+        raise ValueError(
+            f"an earlier version opens read-only: pass mode='r' with version={version!r}"
+        )
+    place = resolve(store, storage_options=storage_options)
+    repo = _open_repo(place, writable=mode == "r+")
+    return Experiment(repo, mode=mode, session=repo.session(version), pinned=version is not None)
 
 
 def compute_dff(
@@ -364,13 +742,13 @@ def compute_dff(
 
     Streams: each trial's X (or ``source`` layer) is read, normalised and written one
     shard per task, so memory stays at a few shards whatever the experiment's size.
-    ``baseline="maximin"`` takes ``fs`` from each trial's ``uns["fs"]`` unless given.
-    Returns the trials written.
+    Each trial is saved in its own transaction. ``baseline="maximin"`` takes ``fs``
+    from each trial's ``uns["fs"]`` unless given. Returns the trials written.
 
     Examples
     --------
-    >>> import numpy as np, zarr, zstore as zs
-    >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="RL109")
+    >>> import icechunk, numpy as np, zstore as zs
+    >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
     >>> F = np.arange(1, 41, dtype="float32").reshape(4, 10)
     >>> _ = exp.add_trial("t-005", zs.AnnotatedData(F))
     >>> zs.compute_dff(exp, layer="dFF", normalize_pct=20)
@@ -382,13 +760,15 @@ def compute_dff(
 
     exp._require_writable(f"save layer {layer!r}")
     check_name(layer, kind="layer name")
+    if isinstance(trials, str):
+        trials = [trials]
     ids = list(trials) if trials is not None else exp.trialIDs
     unknown = [t for t in ids if t not in exp.trialIDs]
     if unknown:
         raise TrialNotFoundError(
             f"trials {unknown} are not in experiment {exp.expID!r}; its trials are {exp.trialIDs}"
         )
-    loaded = [exp.load_trial(tid) for tid in ids]
+    loaded = [exp.load_trial(tid) for tid in dict.fromkeys(ids)]
     existing = [t.trialID for t in loaded if layer in t.data.layers]
     if existing and not overwrite:
         raise ExperimentExistsError(
@@ -402,7 +782,10 @@ def compute_dff(
         elif source in data.layers:
             values = data.layers[source]
         else:
-            raise KeyError(f"trial {trial.trialID!r} has no layer {source!r} to compute dF/F from")
+            raise TrialNotFoundError(
+                f"trial {trial.trialID!r} has no layer {source!r} to compute dF/F from "
+                f"(its layers: {list(data.layers)})"
+            )
         trial_fs = fs if fs is not None else data.uns.get("fs")
         dff = normalize_dff(
             values,
@@ -419,4 +802,4 @@ def compute_dff(
             tid = trial.trialID
             report = lambda done, total, tid=tid: progress(tid, done, total)  # noqa: E731
         trial.save(progress=report)
-    return ids
+    return list(dict.fromkeys(ids))

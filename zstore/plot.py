@@ -55,9 +55,9 @@ def plot_rois(
 
     Examples
     --------
-    >>> import tempfile, zarr, zstore as zs, zstore.synthetic as syn
+    >>> import icechunk, tempfile, zstore as zs, zstore.synthetic as syn
     >>> plane = syn.write_suite2p_plane(tempfile.mkdtemp(), n_rois=12, frames_per_file=[50])
-    >>> trial = zs.ingest_suite2p(plane, zarr.storage.MemoryStore()).load_trial("t-000")
+    >>> trial = zs.ingest_suite2p(plane, icechunk.in_memory_storage()).load_trial("t-000")
     >>> ax = zs.plot.plot_rois(trial.data, color_by="npix")
     >>> ax.get_title()
     'ROIs coloured by npix'
@@ -109,8 +109,8 @@ def plot_raster(
 
     Examples
     --------
-    >>> import numpy as np, zarr, zstore as zs
-    >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="E")
+    >>> import icechunk, numpy as np, zstore as zs
+    >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E")
     >>> F = np.random.default_rng(0).gamma(2, 50, (8, 5000)).astype("float32") + 100
     >>> _ = exp.add_trial("t", zs.AnnotatedData(F))
     >>> ax = zs.plot.plot_raster(exp.load_trial("t").data, layer=None, max_frames=500)

@@ -52,7 +52,10 @@ class RaggedArray(ak.Array):
         offsets: np.ndarray | zarr.Array,
         data: np.ndarray | zarr.Array,
         rows: np.ndarray | None = None,
+        *,
+        origin: str | None = None,
     ):
+        self._origin = origin if rows is None else None
         self._offsets_source = offsets
         self._offsets: np.ndarray | None = offsets if isinstance(offsets, np.ndarray) else None
         self._data = data
@@ -100,6 +103,11 @@ class RaggedArray(ak.Array):
     def dtype(self) -> np.dtype:
         """The dtype of the per-ROI arrays."""
         return self._dtype
+
+    @property
+    def origin(self) -> str | None:
+        """Where this array was read from (version and path), or None in memory."""
+        return self._origin
 
     @property
     def is_lazy(self) -> bool:
@@ -273,9 +281,12 @@ def is_ragged_group(node: Any) -> bool:
     )
 
 
-def read_ragged(node: zarr.Group) -> RaggedArray:
-    """A lazy RaggedArray over a stored awkward list array; reads nothing now."""
-    return RaggedArray(node[_OFFSETS_KEY], node[_DATA_KEY])  # type: ignore[arg-type]
+def read_ragged(node: zarr.Group, *, origin: str | None = None) -> RaggedArray:
+    """A lazy RaggedArray over a stored awkward list array; reads nothing now.
+
+    ``origin`` names the stored version and path, so a save can tell it is unchanged.
+    """
+    return RaggedArray(node[_OFFSETS_KEY], node[_DATA_KEY], origin=origin)  # type: ignore[arg-type]
 
 
 def _register_with_anndata() -> None:

@@ -1,0 +1,129 @@
+"""The one place where zstore leans on other libraries' internals or global switches.
+
+Each use names the versions it was checked against; ``tests/test_compat.py`` fails
+loudly when one of them changes.
+
+- Icechunk (checked: 1.1.21) logs a warning from Rust, on stderr, whenever local
+  filesystem storage is created ("not safe for concurrent commits"). zstore serialises
+  local commits with an OS lock (:mod:`zstore.transaction`), so the warning would only
+  mislead users: it is silenced for that one call, then the filter is reset to what
+  ``ICECHUNK_LOG`` says (Icechunk's own default). A commit that conflicts is logged by
+  Icechunk as a warning too ("Snapshot cannot be rebased"), while zstore raises its own
+  error that says what to do: silenced the same way around commits.
+- Icechunk's errors carry a multi-line context; zstore re-raises them as its own errors
+  that name the experiment.
+- zarr-python (checked: 3.1.6) has no public synchronous access to a store's keys:
+  ``list_keys`` and ``read_bytes`` drive the async ``Store`` API with zarr's own ``sync``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import icechunk as ic
+from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from .errors import StoreError
+
+__all__ = [
+    "icechunk_errors",
+    "is_missing_object",
+    "is_storage_error",
+    "list_keys",
+    "local_storage",
+    "quiet_icechunk",
+    "read_bytes",
+    "short_message",
+]
+
+CHECKED_ICECHUNK = "1.1.21"
+CHECKED_ZARR = "3.1.6"
+
+
+def read_bytes(store: Store, key: str) -> bytes | None:
+    """The whole object ``key`` of ``store``, or None when there is none."""
+
+    async def get() -> Any:
+        return await store.get(key, default_buffer_prototype())
+
+    value = sync(get())
+    return None if value is None else bytes(value.to_bytes())
+
+
+def list_keys(store: Store, prefix: str) -> list[str]:
+    """Every key of ``store`` that starts with ``prefix``."""
+
+    async def collect() -> list[str]:
+        return [key async for key in store.list_prefix(prefix)]
+
+    return sync(collect())
+
+
+@contextlib.contextmanager
+def quiet_icechunk(*targets: str) -> Iterator[None]:
+    """Silence Icechunk's log messages below ERROR from ``targets`` for one call."""
+    directive = os.environ.get("ICECHUNK_LOG") or "warn"
+    ic.set_logs_filter(",".join([*(f"{t}=error" for t in targets), directive]))
+    try:
+        yield
+    finally:
+        ic.set_logs_filter(None)  # back to ICECHUNK_LOG, as Icechunk set it at import
+
+
+def local_storage(path: str) -> ic.Storage:
+    """``icechunk.local_filesystem_storage(path)`` without its concurrency warning."""
+    with quiet_icechunk("icechunk::storage::object_store"):
+        return ic.local_filesystem_storage(path)
+
+
+def short_message(err: BaseException) -> str:
+    """The first line of an Icechunk error and its root cause (they carry a long context)."""
+    lines = [line.strip().strip("x|").strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return type(err).__name__
+    causes = [line.lstrip("`|->").strip() for line in lines if line.startswith(("|->", "`->"))]
+    root = causes[-1] if causes else ""
+    return f"{lines[0]}: {root}" if root and root not in lines[0] else lines[0]
+
+
+#: What Icechunk's storage errors say when an object is gone or shorter than its
+#: manifest says (local files and S3), as opposed to a service that failed to answer.
+_MISSING = (
+    "not found",
+    "NoSuchKey",
+    "InvalidRange",
+    "Requested range was invalid",
+    "range is not satisfiable",
+)
+
+
+def is_missing_object(err: BaseException) -> bool:
+    """A storage error that means data is gone (deleted or truncated), not unreachable."""
+    text = str(err)
+    return is_storage_error(err) and any(marker in text for marker in _MISSING)
+
+
+def is_storage_error(err: BaseException) -> bool:
+    """An error from Icechunk's storage layer (e.g. a chunk object deleted or truncated)."""
+    return isinstance(err, ic.IcechunkError | FileNotFoundError)
+
+
+@contextlib.contextmanager
+def icechunk_errors(where: str) -> Iterator[None]:
+    """Re-raise Icechunk's storage errors as :class:`~zstore.errors.StoreError` naming
+    ``where``; conflicts and zstore's own errors pass through."""
+    try:
+        yield
+    except (ic.ConflictError, ic.RebaseFailedError):
+        raise
+    except ic.IcechunkError as err:
+        raise StoreError(
+            f"{where}: the storage failed: {short_message(err)}; check that the location is "
+            f"reachable and complete (`zstore verify {where}`)"
+        ) from err

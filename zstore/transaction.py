@@ -1,0 +1,446 @@
+"""The storage engine: versions, transactions and garbage collection, on Icechunk.
+
+Every write to an experiment (a trial added, a save, dF/F, an ingest) is one
+:class:`Transaction`: new chunks and metadata are written into an Icechunk session,
+beside the data already committed, and become visible together in a single commit of
+the branch ``main``. Nothing is deleted by a write: the previous version stays readable
+(``open_experiment(..., version=...)``, and every trial loaded from it) until
+``zstore gc`` expires it. A killed write leaves ``main`` as it was, plus unreferenced
+chunk objects that gc reclaims.
+
+The interface::
+
+    repo = Repo.open(place, writable=True)        # or Repo.create(place)
+    repo.tip()                                    # the snapshot ID of main now
+    repo.session(version)                         # a read-only session pinned to it
+    with repo.transaction("save trial t-005") as txn:
+        group = txn.root                          # a writable zarr group
+        txn.write_arrays(sources, targets)        # streams whole shards (threads or a cluster)
+        txn.note("trials/t-005/layers/dFF")       # what changed, for history()
+    txn.snapshot                                  # the new version
+    repo.history(); repo.collect_garbage(keep=..., grace=...)
+
+Concurrency: commits rebase over commits made meanwhile when they touch different nodes
+and fail with :class:`~zstore.errors.TrialChangedError` when they touch the same ones
+(every write of a trial rewrites its group's attributes, so two writers of one trial
+always conflict; writers of different trials never do). On object stores the branch is
+moved with a conditional PUT; on a local disk Icechunk cannot do that atomically, so
+commits there take an OS file lock (``zstore-locks/commit``). Writers also hold a shared
+lock (``zstore-locks/writers``) that ``collect_garbage`` takes exclusively, so gc on a
+local disk never reclaims the chunks of a write under way; elsewhere it spares objects
+younger than ``grace``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import errno
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import icechunk as ic
+import zarr
+
+from . import _compat
+from ._version import __version__
+from .arrays import Progress, store_matrices
+from .errors import ConflictError, ReadOnlyError, TrialChangedError, VersionNotFoundError
+from .store import LOCKS, TRIALS, Place
+
+__all__ = ["Commit", "GarbageReport", "Repo", "Transaction", "VersionProbe"]
+
+logger = logging.getLogger(__name__)
+BRANCH = "main"
+#: How long a writer waits for another process's commit on a local disk (commits take
+#: milliseconds; a holder this slow is stuck).
+COMMIT_LOCK_TIMEOUT = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Commit:
+    """One version of an experiment: when, what changed, and its ID (``version``)."""
+
+    version: str
+    time: datetime.datetime
+    message: str
+    changes: tuple[str, ...]
+
+    def __str__(self) -> str:
+        when = self.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        return f"{self.version}  {when}  {self.message}"
+
+
+@dataclasses.dataclass(frozen=True)
+class GarbageReport:
+    """What :meth:`Repo.collect_garbage` removed."""
+
+    versions_expired: int
+    chunks_deleted: int
+    manifests_deleted: int
+    snapshots_deleted: int
+    bytes_deleted: int
+    objects_cutoff: datetime.datetime
+    writers_excluded: bool  # True: a lock kept every writer out, so nothing young was spared
+
+
+class Repo:
+    """An Icechunk repository holding one experiment."""
+
+    def __init__(self, repository: ic.Repository, place: Place, *, writable: bool):
+        self.repository = repository
+        self.place = place
+        self.writable = writable
+
+    @classmethod
+    def open(cls, place: Place, *, writable: bool) -> Repo:
+        """Open an existing repository (raises what Icechunk raises when there is none)."""
+        with _compat.icechunk_errors(place.label):
+            repository = ic.Repository.open(place.storage, config=_runtime_config())
+        return cls(repository, place, writable=writable)
+
+    @classmethod
+    def create(cls, place: Place) -> Repo:
+        """Create an empty repository at a location the caller checked is free."""
+        with _compat.icechunk_errors(place.label):
+            repository = ic.Repository.create(place.storage, config=_runtime_config())
+        return cls(repository, place, writable=True)
+
+    # -- versions -------------------------------------------------------------------------
+
+    def tip(self) -> str:
+        """The snapshot ID of ``main`` now (one small read)."""
+        with _compat.icechunk_errors(self.place.label):
+            return str(self.repository.lookup_branch(BRANCH))
+
+    def session(self, version: str | datetime.datetime | None = None) -> ic.Session:
+        """A read-only session pinned to ``version`` (a snapshot ID or a time; None: now)."""
+        try:
+            if isinstance(version, datetime.datetime):
+                when = version if version.tzinfo else version.astimezone()
+                return self.repository.readonly_session(branch=BRANCH, as_of=when)
+            if version is None:
+                return self.repository.readonly_session(branch=BRANCH)
+            return self.repository.readonly_session(snapshot_id=version)
+        except (ic.IcechunkError, ValueError) as err:
+            if version is None:
+                raise
+            why = _compat.short_message(err)
+            raise VersionNotFoundError(
+                f"{self.place.label} has no version {version!s}: {why}; list the versions "
+                f"with `zstore history {self.place.label}` or exp.history()"
+            ) from None
+
+    def history(self) -> list[Commit]:
+        """Every commit of ``main``, newest first."""
+        commits = []
+        with _compat.icechunk_errors(self.place.label):
+            for info in self.repository.ancestry(branch=BRANCH):
+                meta = dict(info.metadata or {}).get("zstore", {})
+                commits.append(
+                    Commit(
+                        version=str(info.id),
+                        time=info.written_at,
+                        message=str(info.message),
+                        changes=tuple(meta.get("changes", ())) if isinstance(meta, dict) else (),
+                    )
+                )
+        return commits
+
+    def explainer(self, version: str) -> VersionProbe:
+        """Says, when a chunk of ``version`` cannot be read, whether gc removed it."""
+        return VersionProbe(self.repository, version, self.place.label)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, message: str) -> Iterator[Transaction]:
+        """Write through ``txn.root``; commit on a normal exit, discard on an exception.
+
+        Raises :class:`~zstore.errors.TrialChangedError` (nothing committed) when another
+        writer committed a change to the same nodes since the transaction began.
+        """
+        if not self.writable:
+            raise ReadOnlyError(
+                f"{self.place.label} was opened read-only; open it with mode='r+' to write"
+            )
+        with self._writers_lease(), _compat.icechunk_errors(self.place.label):
+            session = self.repository.writable_session(BRANCH)
+            txn = Transaction(session)
+            yield txn
+            if not txn.changes:
+                return
+            txn.finish()
+            metadata = {"zstore": {"changes": list(txn.changes), "zstore_version": __version__}}
+            self._flush()  # the new chunks reach the disk before a version refers to them
+            with self._commit_lock(), _compat.quiet_icechunk("icechunk::session"):
+                try:
+                    txn.snapshot = session.commit(
+                        message, metadata=metadata, rebase_with=ic.ConflictDetector()
+                    )
+                except ic.RebaseFailedError as err:
+                    raise _conflict(err, message, self.place.label) from None
+                except ic.ConflictError as err:
+                    raise ConflictError(
+                        f"{self.place.label}: {message!r} was not saved: other writers kept "
+                        f"committing while it retried ({err}); nothing was saved: try again"
+                    ) from None
+                self._flush()  # a commit that returned is on disk
+
+    def _flush(self) -> None:
+        # Icechunk writes local files with write + rename and never fsync: flush the
+        # file system that holds the repository (syncfs; sync where there is none).
+        if self.place.local is None:
+            return
+        fd = os.open(self.place.local, os.O_RDONLY)
+        try:
+            _syncfs(fd)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _commit_lock(self) -> Iterator[None]:
+        if self.place.local is None:
+            yield  # object stores: Icechunk's conditional PUT makes the commit atomic
+            return
+        with _flock(self.place.local / LOCKS / "commit", fcntl.LOCK_EX, COMMIT_LOCK_TIMEOUT):
+            yield
+
+    @contextlib.contextmanager
+    def _writers_lease(self) -> Iterator[None]:
+        if self.place.local is None:
+            yield
+            return
+        with _flock(self.place.local / LOCKS / "writers", fcntl.LOCK_SH, COMMIT_LOCK_TIMEOUT):
+            yield
+
+    # -- garbage collection ---------------------------------------------------------------
+
+    def collect_garbage(
+        self, *, keep: datetime.timedelta, grace: datetime.timedelta, dry_run: bool = False
+    ) -> GarbageReport:
+        """Expire versions older than ``keep`` and delete what no kept version uses.
+
+        Objects younger than ``grace`` are spared (they may belong to a write under
+        way), except on a local disk when no writer holds the writers' lock: then every
+        unreferenced object is garbage, the leftovers of killed writes included.
+        """
+        now = datetime.datetime.now(datetime.UTC)
+        with contextlib.ExitStack() as stack:
+            excluded = False
+            if self.place.local is not None:
+                try:
+                    stack.enter_context(
+                        _flock(self.place.local / LOCKS / "writers", fcntl.LOCK_EX, 0)
+                    )
+                    excluded = True
+                except BlockingIOError:
+                    excluded = False
+            cutoff = now if excluded else now - grace
+            with _compat.icechunk_errors(self.place.label):
+                if dry_run:  # Icechunk cannot rehearse an expiry: count what it would expire
+                    history = self.history()
+                    expired = {c.version for c in history[1:] if c.time < now - keep}
+                else:
+                    expired = self.repository.expire_snapshots(older_than=now - keep)
+                summary = self.repository.garbage_collect(cutoff, dry_run=dry_run)
+        return GarbageReport(
+            versions_expired=len(expired),
+            chunks_deleted=int(summary.chunks_deleted),
+            manifests_deleted=int(summary.manifests_deleted),
+            snapshots_deleted=int(summary.snapshots_deleted),
+            bytes_deleted=int(summary.bytes_deleted),
+            objects_cutoff=cutoff,
+            writers_excluded=excluded,
+        )
+
+
+class VersionProbe:
+    """Picklable (it travels with lazy arrays to dask workers); called only on errors."""
+
+    def __init__(self, repository: ic.Repository, version: str, label: str):
+        self.repository = repository
+        self.version = version
+        self.label = label
+
+    def __call__(self) -> str:
+        try:
+            self.repository.lookup_snapshot(self.version)
+        except Exception as err:
+            if not _compat.is_missing_object(err):
+                return ""  # cannot tell: the storage did not answer
+            return (
+                f"version {self.version} of {self.label} no longer exists: `zstore gc` "
+                f"removed it after this was loaded; load the trial again"
+            )
+        return ""
+
+
+class Transaction:
+    """The writes of one commit; see :meth:`Repo.transaction`."""
+
+    def __init__(self, session: ic.Session):
+        self.base = str(session.snapshot_id)
+        self.session = session
+        # On a dask.distributed cluster all writes go through a fork of the session: it
+        # pickles to the workers (the coordinator's own metadata writes land in it too),
+        # and the workers' changes are merged back before the commit. With threads the
+        # session is written directly.
+        self.client = _distributed_client()
+        self.fork: Any = session.fork() if self.client is not None else None
+        self.store = (self.fork or session).store
+        self.root = zarr.open_group(self.store, mode="a", zarr_format=3)
+        self.merged: list[Any] = []
+        self.changes: list[str] = []
+        self.snapshot: str | None = None
+
+    def note(self, *changes: str) -> None:
+        """Record what this transaction changes (shown by ``history()``)."""
+        self.changes.extend(c for c in changes if c not in self.changes)
+
+    def group(self, path: str) -> zarr.Group:
+        """The writable group at ``path``."""
+        return zarr.open_group(self.store, path=path, mode="r+", zarr_format=3)
+
+    def delete(self, path: str) -> None:
+        """Remove a node and everything below it from the next version."""
+        parent, _, name = path.rpartition("/")
+        node = zarr.open_group(self.store, path=parent, mode="r+", zarr_format=3)
+        if name in node:
+            del node[name]
+
+    def write_arrays(
+        self,
+        sources: Sequence[Any],
+        targets: Sequence[zarr.Array],
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        """Stream each source into its target (created in this transaction), shard by shard.
+
+        On a dask.distributed cluster the fork travels to the workers, each task writes
+        whole shards, and the workers' changes come back to be merged; with threads the
+        tasks write into the session directly.
+        """
+        store_matrices(sources, targets, progress=progress, store_wave=self._store_wave)
+
+    def _store_wave(
+        self, sources: list[da.Array], targets: list[zarr.Array], regions: list[Any]
+    ) -> None:
+        if self.fork is None:
+            with dask.config.set(scheduler="threads"):
+                da.store(sources, targets, regions=regions, lock=False, compute=True)  # type: ignore[arg-type]
+            return
+        from icechunk.dask import store_dask
+
+        self.merged.append(store_dask(sources=sources, targets=targets, regions=regions))
+
+    def finish(self) -> None:
+        """Bring the workers' writes into the session (before the commit)."""
+        if self.fork is not None:
+            self.session.merge(*self.merged, self.fork)
+
+
+def _runtime_config() -> ic.RepositoryConfig:
+    # Icechunk preloads the manifests of arrays named like coordinates ("time", ...) when
+    # a session opens: var/time of every trial, requests nobody asked for. zstore reads
+    # manifests when their chunks are read, never before.
+    preload = ic.ManifestPreloadConfig(max_total_refs=0)
+    return ic.RepositoryConfig(manifest=ic.ManifestConfig(preload=preload))
+
+
+def _distributed_client() -> Any:
+    try:
+        from distributed import get_client
+    except ImportError:
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+def _conflict(err: Any, message: str, where: str) -> Exception:
+    paths = sorted({str(c.path) for c in getattr(err, "conflicts", [])})
+    trials = sorted(
+        {p.strip("/").split("/")[1] for p in paths if p.strip("/").startswith(f"{TRIALS}/")}
+    )
+    what = ", ".join(f"{c.path}: {c.conflict_type}" for c in err.conflicts[:5])
+    if trials:
+        return TrialChangedError(
+            f"{where}: {message!r} was not saved: trial(s) {trials} were changed by another "
+            f"writer since this one began ({what}); nothing was saved: load the trial "
+            f"again and redo the change"
+        )
+    return ConflictError(
+        f"{where}: {message!r} was not saved: another writer changed the same data "
+        f"meanwhile ({what}); nothing was saved: open the experiment again and retry"
+    )
+
+
+def _syncfs(fd: int) -> None:
+    libc = _LIBC
+    if libc is not None and libc.syncfs(fd) == 0:
+        return
+    os.sync()
+
+
+def _load_libc() -> Any:
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.syncfs  # noqa: B018 (glibc and musl have it; probe before relying on it)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _load_libc()
+
+
+@contextlib.contextmanager
+def _flock(path: Path, kind: int, timeout: float) -> Iterator[None]:
+    """Hold an OS lock on ``path`` (created if needed); waits up to ``timeout`` seconds.
+
+    ``timeout=0`` tries once and raises BlockingIOError when the lock is held.
+    """
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise type(err)(
+            err.errno,
+            f"cannot create the lock file {path} ({err.strerror}); zstore needs "
+            f"write access to the experiment folder to write to it",
+        ) from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, kind | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise BlockingIOError(
+                        errno.EWOULDBLOCK,
+                        f"the lock {path} is held by another process"
+                        + (f" for more than {timeout:.0f} s" if timeout else ""),
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
