@@ -10,10 +10,13 @@ from .annotated import AnnotatedData
 from .arrays import StorageConfig
 from .errors import ZstoreWarning
 from .experiment import Experiment, Trial, compute_dff, create_experiment, open_experiment
+from .export import export
 from .ingest import ingest_suite2p
 from .io.paq import PaqData, frame_times, read_paq, write_paq
+from .migrate import migrate
 from .processing import neuropil_correct, normalize_dff
 from .ragged import RaggedArray
+from .verify import verify_experiment
 
 __all__ = [
     "AnnotatedData",
@@ -26,12 +29,15 @@ __all__ = [
     "__version__",
     "compute_dff",
     "create_experiment",
+    "export",
     "frame_times",
     "ingest_suite2p",
+    "migrate",
     "neuropil_correct",
     "normalize_dff",
     "open_experiment",
     "read_paq",
+    "verify_experiment",
     "write_paq",
 ]
 

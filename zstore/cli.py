@@ -12,7 +12,7 @@ from typing import Any
 
 from ._version import __version__
 from .display import format_bytes
-from .errors import ZstoreWarning
+from .errors import ConflictError, ZstoreWarning
 
 __all__ = ["main"]
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("always", ZstoreWarning)
         try:
             code = int(args.run(args) or 0)
-        except (ValueError, KeyError, TypeError, OSError) as err:
+        except (ValueError, KeyError, TypeError, OSError, ConflictError) as err:
             _flush_warnings(caught)
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             print(f"zstore {args.command}: error: {message}", file=sys.stderr)
@@ -97,7 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--paq-channel", default="frame_clock", help="frame clock channel of the .paq files"
     )
-    ingest.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    ingest.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a zstore experiment at STORE (as a new version; the old one stays "
+        "readable until 'zstore gc'); anything else there is never replaced",
+    )
     ingest.set_defaults(run=_ingest)
 
     info = commands.add_parser(
@@ -142,6 +147,77 @@ def _parser() -> argparse.ArgumentParser:
     _add_store(verify, "experiment store to check")
     verify.set_defaults(run=_verify)
 
+    history = commands.add_parser(
+        "history",
+        help="list the versions of an experiment: when, and what each changed",
+        description="List the commits of the experiment, newest first: version ID, time "
+        "and what changed. Any version opens read-only with "
+        "zs.open_experiment(STORE, version=ID).",
+    )
+    _add_store(history, "experiment store")
+    history.add_argument("-n", type=int, default=None, help="show only the newest N")
+    history.set_defaults(run=_history)
+
+    gc = commands.add_parser(
+        "gc",
+        help="reclaim the space of old versions and of killed writes",
+        description="Expire versions older than --keep days (the newest version is always "
+        "kept), then delete every stored object no kept version uses: replaced layers and "
+        "trials, and the leftovers of writes that were killed. A write under way is never "
+        "touched: on a local disk gc runs only while no writer holds the experiment, "
+        "elsewhere it spares objects younger than --grace hours.",
+    )
+    _add_store(gc, "experiment store")
+    gc.add_argument(
+        "--keep",
+        type=float,
+        required=True,
+        metavar="DAYS",
+        help="keep every version younger than this many days (0: only the newest)",
+    )
+    gc.add_argument(
+        "--grace",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="object stores: spare objects younger than this (default 24)",
+    )
+    gc.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="change nothing: count the versions that would expire and the objects no "
+        "version uses now (objects used only by expiring versions are not counted)",
+    )
+    gc.set_defaults(run=_gc)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="convert an experiment written by zstore 0.1 into the current format",
+        description="Read the zstore 0.1 experiment OLD (plain Zarr; it is not changed) "
+        "and write every committed trial into a new experiment NEW, verifying every "
+        "chunk's checksum on the way.",
+    )
+    migrate.add_argument("old", metavar="OLD", help="the zstore 0.1 store (path or s3:// URL)")
+    _add_store(migrate, "the new experiment to create")
+    migrate.set_defaults(run=_migrate)
+
+    export = commands.add_parser(
+        "export",
+        help="write a trial (or all trials) as a plain anndata .zarr or .h5ad",
+        description="Write one trial (--trial), or every trial concatenated along frames, "
+        "to a plain anndata Zarr store (FILE.zarr) or an .h5ad file that anndata, scanpy "
+        "and other tools read without zstore. Streams shard by shard; never replaces an "
+        "existing file.",
+    )
+    _add_store(export, "experiment store")
+    export.add_argument("--to", required=True, metavar="FILE", help="FILE.zarr or FILE.h5ad")
+    export.add_argument("--trial", default=None, help="the trial to export (default: all)")
+    export.add_argument(
+        "--layer", action="append", default=None, help="layers to include (repeat; default all)"
+    )
+    export.add_argument("--version", default=None, help="export this version (default: newest)")
+    export.set_defaults(run=_export)
+
     plot = commands.add_parser(
         "plot",
         help="draw a trial: ROI masks, a dF/F raster, or traces with paq channels",
@@ -171,7 +247,8 @@ def _add_store(parser: argparse.ArgumentParser, what: str) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="fsspec option for URLs, e.g. endpoint_url=http://127.0.0.1:9000 or anon=true",
+        help="S3 option for s3:// URLs (repeat): endpoint_url=http://127.0.0.1:9000, key=..., "
+        "secret=..., region=..., anon=true",
     )
 
 
@@ -186,12 +263,12 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 
 def _storage_options(values: list[str]) -> dict[str, Any] | None:
+    # Values stay strings (an all-digit secret must not become a number); the two
+    # switches that take true/false are turned into booleans.
     options: dict[str, Any] = {}
     for key, value in _pairs(values, "--storage-option").items():
         lowered = value.lower()
         options[key] = {"true": True, "false": False}.get(lowered, value)
-        if re.fullmatch(r"-?\d+", value):
-            options[key] = int(value)
     return options or None
 
 
@@ -279,6 +356,83 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history(args: argparse.Namespace) -> int:
+    from .experiment import open_experiment
+
+    exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
+    commits = exp.history()
+    for commit in commits[: args.n] if args.n else commits:
+        print(commit)
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    import datetime
+
+    from .experiment import open_experiment
+
+    if args.keep < 0 or args.grace < 0:
+        raise ValueError("--keep and --grace must be >= 0")
+    exp = open_experiment(
+        args.store, mode="r+", storage_options=_storage_options(args.storage_option)
+    )
+    report = exp.collect_garbage(
+        keep=datetime.timedelta(days=args.keep),
+        grace=datetime.timedelta(hours=args.grace),
+        dry_run=args.dry_run,
+    )
+    verb = "would delete" if args.dry_run else "deleted"
+    expired = "would expire" if args.dry_run else "expired"
+    print(
+        f"{expired} {report.versions_expired} versions; {verb} {report.chunks_deleted} chunks, "
+        f"{report.manifests_deleted} manifests, {report.snapshots_deleted} snapshots "
+        f"({format_bytes(report.bytes_deleted)})"
+    )
+    if not report.writers_excluded:
+        print(
+            f"objects written after {report.objects_cutoff:%Y-%m-%d %H:%M} UTC were spared "
+            f"(they may belong to a write under way); run gc again later to reclaim them"
+        )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from .migrate import migrate
+
+    bar = _ProgressBar()
+    exp = migrate(
+        args.old,
+        args.store,
+        new_storage_options=_storage_options(args.storage_option),
+        progress=bar.update,
+    )
+    bar.close()
+    print(f"migrated {len(exp.trialIDs)} trials of {exp.expID!r} into {exp.location}")
+    _print_info(exp)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .experiment import open_experiment
+    from .export import export
+
+    exp = open_experiment(
+        args.store, storage_options=_storage_options(args.storage_option), version=args.version
+    )
+    bar = _ProgressBar()
+    out = export(
+        exp,
+        args.to,
+        trial=args.trial,
+        layers=args.layer,
+        progress=lambda done, total: bar.update("export", done, total),
+    )
+    bar.close()
+    what = f"trial {args.trial!r}" if args.trial else f"{len(exp.trialIDs)} trials (concatenated)"
+    print(f"exported {what} of {exp.expID!r} to {out}")
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from . import plot
     from .experiment import open_experiment
@@ -299,7 +453,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _print_info(exp: Any) -> None:
     ids = exp.trialIDs
-    print(f"experiment {exp.expID!r}: {len(ids)} trials")
+    print(f"experiment {exp.expID!r} at {exp.location}, version {exp.version}: {len(ids)} trials")
     for tid in ids:
         trial = exp.load_trial(tid)
         data = trial.data

@@ -21,7 +21,7 @@ import pandas as pd
 from .annotated import AnnotatedData
 from .arrays import StorageConfig, plan_chunks
 from .errors import PaqFormatError, Suite2pFormatError, emit_user_warning
-from .experiment import Experiment, create_experiment
+from .experiment import Experiment, create_with_trials
 from .io.paq import PaqData, frame_times, read_paq
 from .io.suite2p import Suite2pPlane, TrialRange, TrialSpec, open_suite2p, plan_trials
 from .processing import neuropil_correct
@@ -92,7 +92,8 @@ def ingest_suite2p(
     layers
         Which of Suite2p's other traces to store as layers (``"Fneu"``, ``"spks"``).
     overwrite
-        Replace an existing store.
+        Replace a zstore experiment at ``store`` (a new version; the old one stays
+        readable until ``zstore gc``). Anything else there is never replaced.
     storage_options, config
         See :func:`zstore.create_experiment`.
     progress
@@ -100,11 +101,11 @@ def ingest_suite2p(
 
     Examples
     --------
-    >>> import tempfile, warnings, zarr, zstore as zs, zstore.synthetic as syn
+    >>> import icechunk, tempfile, warnings, zstore as zs, zstore.synthetic as syn
     >>> plane, paqs = syn.write_suite2p_run(tempfile.mkdtemp(), n_rois=20, frames_per_file=[90, 60])
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
-    ...     exp = zs.ingest_suite2p(plane, zarr.storage.MemoryStore(), paq=paqs, exp_id="RL109")
+    ...     exp = zs.ingest_suite2p(plane, icechunk.in_memory_storage(), paq=paqs, exp_id="RL109")
     >>> print(caught[0].message)
     t-000.paq: 98 frame clock edges for 90 imaging frames of trial 't-000'; keeping the first 90
     >>> exp.trialIDs
@@ -135,22 +136,10 @@ def ingest_suite2p(
             if name not in layers:
                 del adata.layers[name]
         planned.append((trial, adata, paq_data))
-    exp = create_experiment(
-        store,
-        exp_id=exp_id or _default_exp_id(plane.path),
-        overwrite=overwrite,
-        storage_options=storage_options,
-        config=config,
-    )
-    for trial, adata, paq_data in planned:
-        report = None
-        if progress is not None:
-            tid = trial.trial_id
-            report = lambda done, total, tid=tid: progress(tid, done, total)  # noqa: E731
-        exp.add_trial(
-            trial.trial_id,
+    trial_data = {
+        trial.trial_id: (
             adata,
-            provenance={
+            {
                 "source": "suite2p",
                 "plane_dir": str(plane.path),
                 "suite2p_generation": plane.generation,
@@ -159,9 +148,19 @@ def ingest_suite2p(
                 "neuropil_coeff": float(neuropil_coeff),
                 "cells_only": bool(cells_only),
             },
-            progress=report,
         )
-    return exp
+        for trial, adata, paq_data in planned
+    }
+    # One transaction: the experiment (or its replacement) appears whole, or not at all.
+    return create_with_trials(
+        store,
+        exp_id or _default_exp_id(plane.path),
+        overwrite,
+        storage_options,
+        config,
+        trials=trial_data,
+        progress=progress,
+    )
 
 
 def _default_exp_id(plane_dir: Path) -> str:
@@ -236,19 +235,48 @@ def _obs_and_masks(
     obs["iscell"] = plane.iscell[keep, 0].astype(bool)
     obs["iscell_prob"] = plane.iscell[keep, 1].astype(np.float64)
     masks: dict[str, RaggedArray] = {}
-    kinds: tuple[tuple[str, Any], ...] = (
-        ("ypix", np.int16),
-        ("xpix", np.int16),
-        ("lam", np.float32),
-    )
-    for key, dtype in kinds:
-        if not all(key in roi for roi in stat[keep]):
+    for key, kind in (("ypix", "i"), ("xpix", "i"), ("lam", "f")):
+        rois = stat[keep]
+        have = [key in roi for roi in rois]
+        if not any(have):
             continue
-        parts = [np.asarray(roi[key]) for roi in stat[keep]]
-        if dtype is np.int16 and any(len(p) and p.max() > np.iinfo(np.int16).max for p in parts):
-            dtype = np.int32
-        masks[key] = RaggedArray.from_arrays(parts, dtype=dtype)
+        if not all(have):
+            lacking = [int(keep[i]) for i, h in enumerate(have) if not h]
+            raise Suite2pFormatError(
+                f"stat.npy in {plane.path}: ROI(s) {lacking[:10]} have no {key!r} while the "
+                f"other ROIs do; their masks cannot be stored. Re-run suite2p's detection, "
+                f"or drop those ROIs from stat.npy, F.npy, Fneu.npy, spks.npy and iscell.npy"
+            )
+        parts = [np.asarray(roi[key]).ravel() for roi in rois]
+        masks[key] = RaggedArray.from_arrays(
+            parts, dtype=_mask_dtype(parts, key, kind, keep, plane.path)
+        )
     return obs, masks
+
+
+def _mask_dtype(
+    parts: list[np.ndarray], key: str, kind: str, keep: np.ndarray, where: Path
+) -> np.dtype:
+    """The smallest dtype that holds every value of a mask field exactly."""
+    if kind == "f":
+        values = [p for p in parts if p.size]
+        big = max((float(np.nanmax(np.abs(p.astype(np.float64)))) for p in values), default=0.0)
+        return np.dtype(np.float32 if big < np.finfo(np.float32).max else np.float64)
+    for i, p in enumerate(parts):
+        if p.size and (p.dtype.kind not in "iub"):
+            bad = not np.all(np.isfinite(p)) or not np.array_equal(p, np.round(p))
+            if p.dtype.kind not in "f" or bad:
+                raise Suite2pFormatError(
+                    f"stat.npy in {where}: ROI {int(keep[i])} has {key} values that are not "
+                    f"whole pixel coordinates (dtype {p.dtype}, e.g. {p[:3].tolist()}); "
+                    f"pixel masks must be integers"
+                )
+    lo = min((int(p.min()) for p in parts if p.size), default=0)
+    hi = max((int(p.max()) for p in parts if p.size), default=0)
+    for dtype in (np.int16, np.int32):
+        if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
 def _trial_data(
@@ -356,12 +384,32 @@ def _var(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None, channel: s
     var = pd.DataFrame(
         {
             name: np.asarray(paq.data[i, edges], dtype=np.float32)
-            for i, name in enumerate(paq.chan_names)
+            for i, name in enumerate(_column_names(paq))
         },
         index=pd.Index([str(e) for e in edges]),
     )
     var["time"] = (edges - edges[0]) / paq.rate
     return var
+
+
+def _column_names(paq: PaqData) -> list[str]:
+    """One var column per paq channel: a repeated name, or one called 'time' (the column
+    zstore adds), gets a new name, and the user is told."""
+    names: list[str] = []
+    for i, name in enumerate(paq.chan_names):
+        new = "paq_time" if name == "time" else name
+        k = 2
+        while new in names or new == "time":
+            new = f"{name}_{k}"
+            k += 1
+        if new != name:
+            why = "zstore's own frame times are 'time'" if name == "time" else "a repeated name"
+            emit_user_warning(
+                f"{paq.path.name}: channel {i} is named {name!r} ({why}); it is stored as "
+                f"var column {new!r}"
+            )
+        names.append(new)
+    return names
 
 
 def _uns(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None) -> dict[str, Any]:

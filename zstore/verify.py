@@ -1,28 +1,33 @@
-"""Read every stored chunk of an experiment and report the damaged ones.
+"""Check every trial of an experiment: metadata, the presence of every shard, every chunk.
 
-X and layers carry a crc32c checksum per chunk (and per shard index), so a changed byte
-is found, not read as wrong numbers. Arrays are read a shard at a time; a shard that
-fails is re-read one inner chunk at a time to name exactly which chunks are damaged.
+X and layers are dense: every shard of them is written (zeros too), so a shard that is
+not listed is missing data, and is reported. Every chunk of every element (X, layers,
+obs, var, obsm, uns) is read back: a chunk object that was deleted or truncated, or
+whose crc32c checksum no longer matches its bytes, is reported with the trial, array and
+chunk. A shard that fails is re-read one inner chunk at a time to name exactly which
+chunks are damaged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import zarr
 
+from ._compat import is_storage_error, list_keys, short_message
 from .experiment import Experiment
-from .store import open_trial_group
+from .store import TRIAL_ENCODING, TRIALS
 
 __all__ = ["Damage", "verify_experiment"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Damage:
-    """One unreadable chunk: where it is and what reading it said."""
+    """One problem found: where it is and what reading it said."""
 
     trial: str
     array: str
@@ -30,29 +35,34 @@ class Damage:
     error: str
 
     def __str__(self) -> str:
-        coords = ".".join(map(str, self.chunk))
-        return f"trial {self.trial!r} {self.array} chunk {coords}: {self.error}"
+        where = f"trial {self.trial!r}"
+        if self.array:
+            where += f" {self.array}"
+        if self.chunk:
+            where += f" chunk {'.'.join(map(str, self.chunk))}"
+        return f"{where}: {self.error}"
 
 
 def verify_experiment(
     exp: Experiment, *, progress: Callable[[str, int, int], None] | None = None
 ) -> list[Damage]:
-    """Read every array of every trial; return the damaged chunks ([] when all is well).
+    """Check every trial of ``exp`` (at its version); return what is damaged ([]: none).
 
     Examples
     --------
-    >>> import numpy as np, zarr, zstore as zs
+    >>> import icechunk, numpy as np, zstore as zs
     >>> from zstore.verify import verify_experiment
-    >>> exp = zs.create_experiment(zarr.storage.MemoryStore(), exp_id="E")
+    >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E")
     >>> _ = exp.add_trial("t", zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
     >>> verify_experiment(exp)
     []
     """
     damage: list[Damage] = []
     for trial_id in exp.trialIDs:
-        group = open_trial_group(exp.store, trial_id, mode="r")
+        group = exp.open_zarr(f"{TRIALS}/{trial_id}")
+        damage += _check_metadata(trial_id, group)
         arrays = [
-            (path, node)
+            (path, cast(zarr.Array, node))
             for path, node in group.members(max_depth=None)
             if isinstance(node, zarr.Array)
         ]
@@ -63,14 +73,46 @@ def verify_experiment(
     return damage
 
 
+def _check_metadata(trial_id: str, group: zarr.Group) -> list[Damage]:
+    meta = group.attrs.get("zstore")
+    problems = []
+    if not isinstance(meta, dict) or meta.get("encoding-type") != TRIAL_ENCODING:
+        problems.append("the trial group has no zstore trial attributes")
+    for element in ("X", "obs", "var"):
+        if element not in group:
+            problems.append(f"{element} is missing")
+    return [Damage(trial_id, "", (), f"metadata: {p}") for p in problems]
+
+
 def _verify_array(trial_id: str, path: str, array: zarr.Array) -> list[Damage]:
-    outer = array.shards or array.chunks
     found = []
+    if _is_dense(array):
+        found += _missing_shards(trial_id, path, array)
+    outer = array.shards or array.chunks
     for block in _blocks(array.shape, outer):
         try:
             array[block]
-        except Exception as err:  # any decode failure is damage to report
+        except Exception as err:  # any read failure is damage to report
             found += _locate(trial_id, path, array, block, err)
+    return found
+
+
+def _is_dense(array: zarr.Array) -> bool:
+    # zstore's matrices (X, layers) are written with every shard present.
+    return tuple(getattr(array.metadata, "dimension_names", None) or ()) == ("roi", "frame")
+
+
+def _missing_shards(trial_id: str, path: str, array: zarr.Array) -> list[Damage]:
+    outer = array.shards or array.chunks
+    grid = [math.ceil(n / s) for n, s in zip(array.shape, outer, strict=True)]
+    stored = set(list_keys(array.store, f"{array.path}/"))
+    found = []
+    for coords in itertools.product(*(range(g) for g in grid)):
+        key = f"{array.path}/{array.metadata.encode_chunk_key(coords)}"
+        if key not in stored:
+            found.append(
+                Damage(trial_id, path, coords, "shard missing: the store does not list it")
+            )
     return found
 
 
@@ -85,17 +127,22 @@ def _locate(
         except Exception as inner_err:
             coords = tuple(s.start // c for s, c in zip(chunk, inner, strict=True))
             found.append(Damage(trial_id, path, coords, _reason(inner_err)))
-    if not found:  # the shard index itself is damaged: every chunk of the shard is lost
+    if not found or len(found) == math.prod(
+        math.ceil((b.stop - b.start) / c) for b, c in zip(block, inner, strict=True)
+    ):
+        # the whole shard is unreadable (its object, or its index, is damaged)
         coords = tuple(s.start // c for s, c in zip(block, inner, strict=True))
-        found.append(Damage(trial_id, path, coords, f"shard unreadable: {_reason(err)}"))
+        return [Damage(trial_id, path, coords, f"shard unreadable: {_reason(err)}")]
     return found
 
 
 def _reason(err: Exception) -> str:
+    if is_storage_error(err):
+        return f"cannot be read: {short_message(err)}"[:300]
     text = str(err)
     if "checksum" in text:
         return "checksum mismatch (the stored bytes changed after writing)"
-    return f"{type(err).__name__}: {text}"[:200]
+    return f"{type(err).__name__}: {text}"[:300]
 
 
 def _blocks(
