@@ -1,4 +1,4 @@
-"""Shared fixtures: store kinds, a read-counting store, a scheduler that forbids computing."""
+"""Shared fixtures: store kinds, a read counter, a scheduler that forbids computing."""
 
 from __future__ import annotations
 
@@ -6,61 +6,65 @@ import collections
 import contextlib
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dask
+import icechunk
+import icechunk.store
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 from s3server import S3Server
-from zarr.storage import LocalStore, MemoryStore, WrapperStore
 
 import zstore as zs
-import zstore.store
 
 
-class CountingStore(WrapperStore):  # type: ignore[type-arg]
-    """Counts reads (get) per key, like anndata's AccessTrackingStore."""
+class ReadCounter:
+    """Counts reads per key through every Icechunk store of the process.
 
-    def __init__(self, store: Any, counts: collections.Counter[str] | None = None):
-        super().__init__(store)
-        self.counts: collections.Counter[str] = (
-            counts if counts is not None else collections.Counter()
-        )
+    zstore reads through Icechunk sessions (never through a zarr store the tests could
+    wrap), so the counter patches ``IcechunkStore.get`` and ``get_partial_values`` for
+    the duration of a test; keys are the Zarr keys (``trials/t/X/c/0/0``).
+    """
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
 
-    def _with_store(self, store: Any) -> CountingStore:
-        return type(self)(store, self.counts)
-
-    def with_read_only(self, read_only: bool = False) -> CountingStore:
-        return type(self)(self._store.with_read_only(read_only), self.counts)
-
-    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+    def add(self, key: str) -> None:
         with self._lock:
             self.counts[key] += 1
-        return await self._store.get(key, prototype, byte_range)
-
-    async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
-        key_ranges = list(key_ranges)
-        with self._lock:
-            for key, _ in key_ranges:
-                self.counts[key] += 1
-        return await self._store.get_partial_values(prototype, key_ranges)
-
-    async def getsize(self, key: str) -> int:
-        # the base class would read the whole object to measure it
-        return await self._store.getsize(key)
-
-    async def getsize_prefix(self, prefix: str) -> int:
-        return await self._store.getsize_prefix(prefix)
 
     def chunk_reads(self) -> dict[str, int]:
         """Reads of anything but metadata documents."""
         return {k: v for k, v in self.counts.items() if not k.endswith("zarr.json")}
 
     def reset(self) -> None:
-        self.counts.clear()
+        with self._lock:
+            self.counts.clear()
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> ReadCounter:
+    """Counts every key read through Icechunk while the test runs."""
+    counter = ReadCounter()
+    get = icechunk.store.IcechunkStore.get
+    get_partial = icechunk.store.IcechunkStore.get_partial_values
+
+    async def counted_get(self: Any, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        counter.add(key)
+        return await get(self, key, prototype, byte_range)
+
+    async def counted_partial(self: Any, prototype: Any, key_ranges: Any) -> Any:
+        key_ranges = list(key_ranges)
+        for key, _ in key_ranges:
+            counter.add(key)
+        return await get_partial(self, prototype, key_ranges)
+
+    monkeypatch.setattr(icechunk.store.IcechunkStore, "get", counted_get)
+    monkeypatch.setattr(icechunk.store.IcechunkStore, "get_partial_values", counted_partial)
+    return counter
 
 
 @contextlib.contextmanager
@@ -88,16 +92,32 @@ def s3_url(s3: S3Server) -> str:
     return f"s3://{s3.new_bucket()}/exp.zarr"
 
 
+class Where:
+    """A place for an experiment and the options to reach it: ``where.create(...)``."""
+
+    def __init__(self, store: Any, options: dict[str, Any] | None = None):
+        self.store = store
+        self.options = options
+
+    def create(self, **kwargs: Any) -> zs.Experiment:
+        return zs.create_experiment(self.store, storage_options=self.options, **kwargs)
+
+    def open(self, **kwargs: Any) -> zs.Experiment:
+        return zs.open_experiment(self.store, storage_options=self.options, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Where({self.store!r})"
+
+
 @pytest.fixture(params=["local", "memory", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    """A fresh, empty store of each kind the round-trip suite covers."""
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
+    """A fresh place of each kind the round-trip suite covers."""
     if request.param == "local":
-        return LocalStore(str(tmp_path / "exp.zarr"))
+        return Where(str(tmp_path / "exp.zarr"))
     if request.param == "memory":
-        return MemoryStore()
+        return Where(icechunk.in_memory_storage())
     s3 = request.getfixturevalue("s3")
-    url = f"s3://{s3.new_bucket()}/exp.zarr"
-    return zs.store.make_store(url, mode="r+", storage_options=s3.options())
+    return Where(f"s3://{s3.new_bucket()}/exp.zarr", s3.options())
 
 
 def make_adata(n_rois: int = 40, n_frames: int = 300, *, seed: int = 0) -> zs.AnnotatedData:
@@ -133,8 +153,30 @@ def make_adata(n_rois: int = 40, n_frames: int = 300, *, seed: int = 0) -> zs.An
     return adata
 
 
-def open_counting(store: Any) -> CountingStore:
-    return CountingStore(store)
+def chunk_object(repo_dir: Path, exp: zs.Experiment, key: str) -> Path:
+    """The file in an Icechunk repository's ``chunks/`` that holds the Zarr chunk ``key``.
+
+    Icechunk names chunk objects by ID; the shard's bytes, read through zstore's own
+    session, identify its file.
+    """
+    import zarr
+
+    from zstore._compat import read_bytes
+
+    store = exp.open_zarr().store
+    assert isinstance(store, zarr.abc.store.Store)
+    wanted = read_bytes(store, key)
+    assert wanted is not None, f"no chunk {key}"
+    for path in sorted((repo_dir / "chunks").iterdir()):
+        if path.stat().st_size == len(wanted) and path.read_bytes() == wanted:
+            return path
+    raise AssertionError(f"no object in {repo_dir}/chunks holds {key}")
 
 
-__all__ = ["CountingStore", "make_adata", "open_counting", "raise_if_dask_computes", "zarr"]
+__all__ = [
+    "ReadCounter",
+    "Where",
+    "chunk_object",
+    "make_adata",
+    "raise_if_dask_computes",
+]

@@ -8,7 +8,9 @@ Nothing outside this machine is contacted.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -29,6 +31,9 @@ class S3Server:
         self.endpoint = ""
         self.faults: list[int] = []  # HTTP statuses to answer the next requests with
         self.outage_after: int | None = None  # answer 503 to everything after n more requests
+        self.latency = 0.0  # seconds added to every GET
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def _app(self) -> Any:
         moto_app = DomainDispatcherApplication(create_backend_app)
@@ -44,11 +49,22 @@ class S3Server:
             if fault is not None:
                 start_response(f"{fault} Injected", [("Content-Type", "text/plain")])
                 return [b"injected fault"]
-            return moto_app(environ, start_response)
+            if not self.latency or environ["REQUEST_METHOD"] != "GET":
+                return moto_app(environ, start_response)
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                time.sleep(self.latency)
+                return moto_app(environ, start_response)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
 
         return app
 
     def start(self) -> S3Server:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
         self._server = make_server(
             "127.0.0.1", 0, self._app(), threaded=True, request_handler=MotoRequestHandler
         )
@@ -81,3 +97,9 @@ class S3Server:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.max_in_flight = 0
+
+    def count_of(self, part: str) -> int:
+        """Requests whose path contains ``part`` (e.g. "/chunks/")."""
+        with self._lock:
+            return sum(n for (_, path), n in self.requests.items() if part in path)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import dask.array as da
+import icechunk
 import numpy as np
 import pytest
-from conftest import CountingStore, raise_if_dask_computes
+from conftest import ReadCounter, Where, raise_if_dask_computes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
-from zarr.storage import LocalStore, MemoryStore
 
 import zstore as zs
 from zstore.cli import main
@@ -99,18 +98,17 @@ def test_all_nan_rows_are_reported_once_per_compute_naming_rois() -> None:
         assert ours[0].filename == __file__, "the warning points at the user's line"
 
 
-def test_building_dff_and_adding_it_computes_nothing(tmp_path: Path) -> None:
+def test_building_dff_and_adding_it_computes_nothing(tmp_path: Path, reads: ReadCounter) -> None:
     exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
     exp.add_trial("t", zs.AnnotatedData(np.random.default_rng(1).random((40, 60)).astype("f4") + 1))
-    counting = CountingStore(LocalStore(str(tmp_path / "e.zarr")))
-    trial = zs.open_experiment(counting).load_trial("t")
-    counting.reset()
+    trial = zs.open_experiment(tmp_path / "e.zarr").load_trial("t")
+    reads.reset()
     with raise_if_dask_computes():
         dff = zs.normalize_dff(trial.data.X, normalize_pct=50)
         trial.data.add_layer("dFF", dff)
         zs.normalize_dff(trial.data.X, baseline="maximin", fs=30.0)
         zs.neuropil_correct(trial.data.X, trial.data.X, coeff=0.7)
-    assert counting.chunk_reads() == {}
+    assert reads.chunk_reads() == {}
 
 
 def test_maximin_baseline_matches_suite2p_definition() -> None:
@@ -156,9 +154,10 @@ def test_neuropil_correct_lazy_and_eager() -> None:
 
 
 def _experiment(
-    store: Any, n_trials: int = 3, n_rois: int = 30, n_frames: int = 200
+    where: Where | Path, n_trials: int = 3, n_rois: int = 30, n_frames: int = 200
 ) -> zs.Experiment:
-    exp = zs.create_experiment(store, exp_id="RL109")
+    where = where if isinstance(where, Where) else Where(str(where))
+    exp = where.create(exp_id="RL109")
     rng = np.random.default_rng(4)
     for k in range(n_trials):
         X = (rng.gamma(2, 30, (n_rois, n_frames)) + 200).astype(np.float32)
@@ -166,13 +165,13 @@ def _experiment(
     return exp
 
 
-def test_concat_is_lazy_and_ordered(tmp_path: Path) -> None:
+def test_concat_is_lazy_and_ordered(tmp_path: Path, reads: ReadCounter) -> None:
     _experiment(tmp_path / "e.zarr")
-    counting = CountingStore(LocalStore(str(tmp_path / "e.zarr")))
-    exp = zs.open_experiment(counting)
+    exp = zs.open_experiment(tmp_path / "e.zarr")
+    reads.reset()
     with raise_if_dask_computes():
         allf = exp.concat()
-    assert not [k for k in counting.chunk_reads() if "/X/" in k]
+    assert not [k for k in reads.chunk_reads() if "/X/" in k]
     assert allf.shape == (30, 600)
     assert allf.var["trial"].tolist() == ["t-000"] * 200 + ["t-001"] * 200 + ["t-002"] * 200
     assert allf.var_names[200] == "t-001:0"
@@ -183,17 +182,17 @@ def test_concat_is_lazy_and_ordered(tmp_path: Path) -> None:
 
 
 def test_concat_refuses_different_roi_sets() -> None:
-    exp = zs.create_experiment(MemoryStore(), exp_id="E")
+    exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E")
     exp.add_trial("a", zs.AnnotatedData(np.ones((3, 4), "f4")))
     exp.add_trial("b", zs.AnnotatedData(np.ones((4, 4), "f4")))
     with pytest.raises(ValueError, match=r"trials \['b'\] have different ROIs from trial 'a'"):
         exp.concat()
 
 
-def test_compute_dff_for_the_experiment(store: Any) -> None:
-    exp = _experiment(store)
+def test_compute_dff_for_the_experiment(where: Where) -> None:
+    exp = _experiment(where)
     assert zs.compute_dff(exp, layer="dFF", normalize_pct=20) == ["t-000", "t-001", "t-002"]
-    again = zs.open_experiment(store)
+    again = where.open()
     for tid in again.trialIDs:
         data = again.load_trial(tid).data
         np.testing.assert_array_equal(
@@ -203,12 +202,12 @@ def test_compute_dff_for_the_experiment(store: Any) -> None:
     with pytest.raises(FileExistsError, match=r"already have a layer 'dFF'; pass overwrite=True"):
         zs.compute_dff(exp, layer="dFF")
     zs.compute_dff(exp, layer="dFF", normalize_pct=50, trials=["t-001"], overwrite=True)
-    processing = zs.open_experiment(store).load_trial("t-001").data.uns["processing"]["dFF"]
+    processing = where.open().load_trial("t-001").data.uns["processing"]["dFF"]
     assert processing["normalize_pct"] == 50.0
-    allf = zs.open_experiment(store).concat(layer="dFF")
+    allf = where.open().concat(layer="dFF")
     assert allf.shape == (30, 600) and allf.uns["layer"] == "dFF"
     with pytest.raises(PermissionError, match="opened read-only"):
-        zs.compute_dff(zs.open_experiment(store), layer="dFF2")
+        zs.compute_dff(where.open(), layer="dFF2")
 
 
 def test_cli_dff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import Where
 
 import zstore as zs
 import zstore.synthetic as syn
@@ -32,7 +33,7 @@ def run(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict[str,
 
 
 def test_three_trials_line_up_exactly(
-    run: tuple[Path, dict[str, Path]], tmp_path: Path, store: Any
+    run: tuple[Path, dict[str, Path]], tmp_path: Path, where: Where
 ) -> None:
     plane, paqs = run
     F, Fneu, spks = (np.load(plane / f"{n}.npy") for n in ("F", "Fneu", "spks"))
@@ -41,7 +42,7 @@ def test_three_trials_line_up_exactly(
     keep = np.flatnonzero(iscell[:, 0] == 1)
     assert 0 < len(keep) < 45 and np.any(np.diff(keep) > 1), "non-cells interleave with cells"
 
-    exp = ingest_quietly(plane, store, paq=paqs)
+    exp = ingest_quietly(plane, where.store, paq=paqs, storage_options=where.options)
     assert exp.expID == "RL109"
     assert exp.trialIDs == ["t-000", "t-001", "t-002"]
     starts = np.cumsum([0, *FRAMES])
@@ -153,13 +154,13 @@ def test_cli_ingest_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "warning: t-000.paq: 68 frame clock edges for 60 imaging frames" in out.err
     assert main(["info", str(store)]) == 0
     info = capsys.readouterr().out
-    assert "experiment 'RL110': 2 trials" in info
+    assert "experiment 'RL110' at" in info and ": 2 trials" in info
     assert "trial 't-001'" in info and "layers ['Fneu', 'spks']" in info
     assert "shard " in info and "stored" in info and "uncompressed" in info
     assert main(["info", str(tmp_path / "missing.zarr")]) == 1
     assert "no zstore experiment at" in capsys.readouterr().err
     assert main(["ingest", str(plane), str(store)]) == 1
-    assert "already holds Zarr data" in capsys.readouterr().err
+    assert "already holds experiment 'RL110' with 2 trials" in capsys.readouterr().err
 
 
 def test_cli_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:

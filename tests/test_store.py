@@ -7,15 +7,15 @@ from typing import Any
 
 import anndata as ad
 import dask.array as da
+import icechunk
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 import zarr
-from conftest import CountingStore, make_adata, raise_if_dask_computes
+from conftest import ReadCounter, Where, make_adata, raise_if_dask_computes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from zarr.storage import LocalStore, MemoryStore
 
 import zstore as zs
 from zstore.arrays import StorageConfig
@@ -38,11 +38,11 @@ def assert_same_trial(got: zs.AnnotatedData, want: ad.AnnData) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_round_trip_of_every_element(store: Any) -> None:
+def test_round_trip_of_every_element(where: Where) -> None:
     adata = make_adata()
-    exp = zs.create_experiment(store, exp_id="RL109")
+    exp = where.create(exp_id="RL109")
     exp.add_trial("t-005", adata)
-    again = zs.open_experiment(store)
+    again = where.open()
     assert again.expID == "RL109"
     assert again.trialIDs == ["t-005"]
     trial = again.load_trial("t-005")
@@ -51,81 +51,89 @@ def test_round_trip_of_every_element(store: Any) -> None:
     assert_same_trial(trial.data, adata)
 
 
-def test_trials_listed_in_the_order_added(store: Any) -> None:
-    exp = zs.create_experiment(store, exp_id="RL109")
+def test_trials_listed_in_the_order_added(where: Where) -> None:
+    exp = where.create(exp_id="RL109")
     for tid in ["t-013", "t-005", "t-006"]:
         exp.add_trial(tid, make_adata(5, 20))
-    assert zs.open_experiment(store).trialIDs == ["t-013", "t-005", "t-006"]
+    assert where.open().trialIDs == ["t-013", "t-005", "t-006"]
 
 
 def test_plain_anndata_and_xarray_read_a_trial(tmp_path: Any) -> None:
     path = tmp_path / "exp.zarr"
     adata = make_adata()
     zs.create_experiment(path, exp_id="RL109").add_trial("t-005", adata)
-    plain = ad.read_zarr(path / "trials" / "t-005")
+    # The recipe of README and docs/FORMAT.md: Icechunk's session store, then plain tools.
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(path)))
+    session = repo.readonly_session("main")
+    group = zarr.open_group(session.store, path="trials/t-005", mode="r")
+    plain = ad.read_zarr(group)
+    assert type(plain) is ad.AnnData
     np.testing.assert_array_equal(plain.X, adata.X)
     np.testing.assert_array_equal(plain.layers["Fneu"], adata.layers["Fneu"])
     pd.testing.assert_frame_equal(plain.obs, adata.obs)
     assert [list(a) for a in plain.obsm["ypix"]] == [list(a) for a in adata.obsm["ypix"]]
-    lazy = ad.experimental.read_lazy(zarr.open_group(path / "trials" / "t-005", mode="r"))
+    lazy = ad.experimental.read_lazy(group)
     assert lazy.shape == adata.shape
     np.testing.assert_array_equal(np.asarray(lazy.X), adata.X)
-    ds = xr.open_zarr(path, group="trials/t-005", consolidated=False)
+    ds = xr.open_zarr(session.store, group="trials/t-005", consolidated=False)
     assert ds["X"].dims == ("roi", "frame")
-    x = zarr.open_array(path / "trials" / "t-005" / "X", mode="r")
+    np.testing.assert_array_equal(ds["X"].values, adata.X)
+    x = zarr.open_array(session.store, path="trials/t-005/X", mode="r")
     assert x.metadata.dimension_names == ("roi", "frame")
     assert x.shards is not None and x.shards[1] >= adata.n_vars
     assert any(type(c).__name__ == "Crc32cCodec" for c in x.compressors)
+    # and zstore hands out the same group for its own version
+    exp = zs.open_experiment(path)
+    assert ad.read_zarr(exp.open_zarr("trials/t-005")).shape == adata.shape
 
 
-def test_open_and_load_read_no_chunk_of_x_or_layers(tmp_path: Any) -> None:
+def test_open_and_load_read_no_chunk_of_x_or_layers(tmp_path: Any, reads: ReadCounter) -> None:
     exp = zs.create_experiment(tmp_path / "exp.zarr", exp_id="RL109")
     exp.add_trial("t-005", make_adata(200, 500))
-    counting = CountingStore(LocalStore(str(tmp_path / "exp.zarr")))
+    reads.reset()
     with raise_if_dask_computes():
-        trial = zs.open_experiment(counting).load_trial("t-005")
+        trial = zs.open_experiment(tmp_path / "exp.zarr").load_trial("t-005")
         repr(trial.data), str(trial.data), repr(trial)
         trial.data.add_layer("dFF", zs.normalize_dff(trial.data.X, normalize_pct=50))
         trial.data[:10, :20]
-    reads = counting.chunk_reads()
-    assert not [k for k in reads if "/X/" in k or "/layers/" in k], reads
-    assert not [k for k in reads if "/obsm/ypix/" in k], reads
-    assert [k for k in reads if "/obs/" in k], "obs is read at load"
+    chunk_reads = reads.chunk_reads()
+    assert not [k for k in chunk_reads if "/X/" in k or "/layers/" in k], chunk_reads
+    assert not [k for k in chunk_reads if "/obsm/ypix/" in k], chunk_reads
+    assert [k for k in chunk_reads if "/obs/" in k], "obs is read at load"
     x = trial.data.X[:3, :7].compute()
-    assert [k for k in counting.chunk_reads() if "/X/" in k]
+    assert [k for k in reads.chunk_reads() if "/X/" in k]
     np.testing.assert_array_equal(x, exp.load_trial("t-005").data.X[:3, :7].compute())
 
 
-def test_masks_are_read_lazily_one_slice_at_a_time(tmp_path: Any) -> None:
+def test_masks_are_read_lazily_one_slice_at_a_time(tmp_path: Any, reads: ReadCounter) -> None:
     exp = zs.create_experiment(tmp_path / "exp.zarr", exp_id="RL109")
     adata = make_adata(100, 50)
     exp.add_trial("t-005", adata)
-    counting = CountingStore(LocalStore(str(tmp_path / "exp.zarr")))
-    trial = zs.open_experiment(counting).load_trial("t-005")
-    counting.reset()
+    trial = zs.open_experiment(tmp_path / "exp.zarr").load_trial("t-005")
+    reads.reset()
     first = trial.data.obsm["ypix"][:5]
     assert len(first) == 5 and all(a.dtype == np.int16 for a in first)
     for got, want in zip(first, adata.obsm["ypix"][:5], strict=True):
         np.testing.assert_array_equal(got, want)
-    assert sum(counting.chunk_reads().values()) == 2
+    assert sum(reads.chunk_reads().values()) == 2, reads.counts
     view = trial.data[10:20]
     np.testing.assert_array_equal(view.obsm["ypix"][0], adata.obsm["ypix"][10])
 
 
-def test_save_streams_new_layers_and_columns(store: Any) -> None:
-    exp = zs.create_experiment(store, exp_id="RL109")
+def test_save_streams_new_layers_and_columns(where: Where) -> None:
+    exp = where.create(exp_id="RL109")
     adata = make_adata()
     exp.add_trial("t-005", adata)
-    trial = zs.open_experiment(store, mode="r+").load_trial("t-005")
+    trial = where.open(mode="r+").load_trial("t-005")
     dff = zs.normalize_dff(trial.data.X, normalize_pct=50)
     trial.data.add_layer("dFF", dff)
     trial.data.add_obs("depth", np.arange(trial.data.n_obs, dtype=float))
     trial.data.del_var("stim")
     assert trial.save() == ["layers/dFF", "obs", "var", "uns"]
     saved = trial.data.layers["dFF"]
-    assert saved.name != dff.name and saved.name.startswith("zstore-t-005-dFF-")
+    assert saved.name == f"zstore-{trial.version}-t-005-layers/dFF" != dff.name
     assert trial.save() == []
-    again = zs.open_experiment(store).load_trial("t-005")
+    again = where.open().load_trial("t-005")
     np.testing.assert_array_equal(
         np.asarray(again.data.layers["dFF"]), zs.normalize_dff(adata.X, normalize_pct=50)
     )
@@ -134,28 +142,29 @@ def test_save_streams_new_layers_and_columns(store: Any) -> None:
     assert trial.save() == ["layers/Fneu"]
     del trial.data.layers["dFF"]
     assert trial.save() == ["layers/dFF", "uns"]
-    assert "dFF" not in zs.open_experiment(store).load_trial("t-005").data.uns["processing"]
-    assert "Fneu" not in zs.open_experiment(store).load_trial("t-005").data.layers
+    assert "processing" not in where.open().load_trial("t-005").data.uns
+    assert "Fneu" not in where.open().load_trial("t-005").data.layers
 
 
-def test_save_of_uns_and_obsm_changes(store: Any) -> None:
-    exp = zs.create_experiment(store, exp_id="RL109")
+def test_save_of_uns_and_obsm_changes(where: Where) -> None:
+    exp = where.create(exp_id="RL109")
     exp.add_trial("t-005", make_adata(10, 20))
-    trial = zs.open_experiment(store, mode="r+").load_trial("t-005")
-    trial.data.uns["processing"] = {"dFF": {"normalize_pct": 50}}
+    trial = where.open(mode="r+").load_trial("t-005")
+    trial.data.add_layer("dFF", np.zeros(trial.data.shape, dtype=np.float32))
+    trial.data.uns["processing"] = {"dFF": {"normalize_pct": 50}, "gone": {"by": "hand"}}
     trial.data.obsm["xpix"] = zs.RaggedArray.from_arrays(
         [np.arange(i + 1) for i in range(10)], dtype="int16"
     )
     del trial.data.obsm["med"]
-    assert sorted(trial.save()) == ["obsm/med", "obsm/xpix", "uns"]
-    again = zs.open_experiment(store).load_trial("t-005").data
-    assert again.uns["processing"]["dFF"]["normalize_pct"] == 50
+    assert sorted(trial.save()) == ["layers/dFF", "obsm/med", "obsm/xpix", "uns"]
+    again = where.open().load_trial("t-005").data
+    assert again.uns["processing"] == {"dFF": {"normalize_pct": 50}}  # a record per layer
     assert list(again.obsm["xpix"][3]) == [0, 1, 2, 3] and "med" not in again.obsm
 
 
-def test_read_only_trials_refuse_to_save(store: Any) -> None:
-    zs.create_experiment(store, exp_id="RL109").add_trial("t-005", make_adata(5, 20))
-    exp = zs.open_experiment(store)
+def test_read_only_trials_refuse_to_save(where: Where) -> None:
+    where.create(exp_id="RL109").add_trial("t-005", make_adata(5, 20))
+    exp = where.open()
     trial = exp.load_trial("t-005")
     trial.data.add_obs("depth", np.ones(5))
     with pytest.raises(PermissionError, match=r"open_experiment\(store, mode='r\+'\)"):
@@ -164,39 +173,46 @@ def test_read_only_trials_refuse_to_save(store: Any) -> None:
         exp.add_trial("t-006", make_adata(5, 20))
 
 
-def test_x_is_written_once(store: Any) -> None:
-    zs.create_experiment(store, exp_id="RL109").add_trial("t-005", make_adata(5, 20))
-    trial = zs.open_experiment(store, mode="r+").load_trial("t-005")
+def test_x_is_written_once(where: Where) -> None:
+    where.create(exp_id="RL109").add_trial("t-005", make_adata(5, 20))
+    trial = where.open(mode="r+").load_trial("t-005")
     trial.data.X = trial.data.X * 2
     with pytest.raises(ValueError, match="X is the raw fluorescence and is written once"):
         trial.save()
 
 
-def test_a_layer_computed_from_itself_cannot_overwrite_itself(store: Any) -> None:
-    zs.create_experiment(store, exp_id="RL109").add_trial("t-005", make_adata(5, 20))
-    trial = zs.open_experiment(store, mode="r+").load_trial("t-005")
-    trial.data.layers["Fneu"] = trial.data.layers["Fneu"] * 2
-    with pytest.raises(ValueError, match="computed from the stored layer 'Fneu'"):
-        trial.save()
+def test_a_layer_can_be_replaced_by_a_function_of_itself(where: Where) -> None:
+    adata = make_adata(5, 20)
+    where.create(exp_id="RL109").add_trial("t-005", adata)
+    trial = where.open(mode="r+").load_trial("t-005")
+    trial.data.layers["Fneu"] = trial.data.layers["Fneu"] * 2  # reads the stored version
+    assert trial.save() == ["layers/Fneu"]
+    again = where.open().load_trial("t-005").data
+    np.testing.assert_array_equal(again.layers["Fneu"].compute(), adata.layers["Fneu"] * 2)
 
 
-def test_existing_trial_or_store_needs_overwrite(store: Any) -> None:
-    exp = zs.create_experiment(store, exp_id="RL109")
+def test_existing_trial_or_store_needs_overwrite(where: Where) -> None:
+    exp = where.create(exp_id="RL109")
     exp.add_trial("t-005", make_adata(5, 20))
     with pytest.raises(FileExistsError, match="trial 't-005' already exists"):
         exp.add_trial("t-005", make_adata(5, 20))
     exp.add_trial("t-005", make_adata(6, 20), overwrite=True)
     assert exp.load_trial("t-005").data.n_obs == 6
-    with pytest.raises(FileExistsError, match="pass overwrite=True"):
-        zs.create_experiment(store, exp_id="RL110")
-    assert zs.create_experiment(store, exp_id="RL110", overwrite=True).trialIDs == []
+    with pytest.raises(FileExistsError, match=r"choose a new path.*pass overwrite=True"):
+        where.create(exp_id="RL110")
+    replaced = where.create(exp_id="RL110", overwrite=True)
+    assert replaced.trialIDs == [] and replaced.expID == "RL110"
+    # the replaced experiment is still in the history, whole
+    before = next(c for c in replaced.history() if c.message == "replace trial 't-005'")
+    old = where.open(version=before.version)
+    assert old.expID == "RL109" and old.load_trial("t-005").data.n_obs == 6
 
 
 def test_errors_name_the_input_and_the_fix(tmp_path: Any) -> None:
     with pytest.raises(FileNotFoundError, match=r"no zstore experiment at .*missing\.zarr"):
         zs.open_experiment(tmp_path / "missing.zarr")
     zarr.open_group(tmp_path / "plain.zarr", mode="w").attrs["x"] = 1
-    with pytest.raises(ValueError, match="is a Zarr group but not a zstore experiment"):
+    with pytest.raises(ValueError, match="is not a zstore experiment: it holds"):
         zs.open_experiment(tmp_path / "plain.zarr")
     exp = zs.create_experiment(tmp_path / "exp.zarr", exp_id="RL109")
     with pytest.raises(KeyError) as err:
@@ -213,22 +229,13 @@ def test_errors_name_the_input_and_the_fix(tmp_path: Any) -> None:
 
 def test_newer_format_is_refused(tmp_path: Any) -> None:
     zs.create_experiment(tmp_path / "exp.zarr", exp_id="RL109")
-    root = zarr.open_group(tmp_path / "exp.zarr", mode="r+")
-    root.attrs["zstore"] = {**root.attrs["zstore"], "encoding-version": "9.0.0"}
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(tmp_path / "exp.zarr")))
+    session = repo.writable_session("main")
+    root = zarr.open_group(session.store, mode="r+")
+    root.attrs["zstore"] = {**root.attrs["zstore"], "encoding-version": "9.0.0"}  # type: ignore[dict-item]
+    session.commit("from the future")
     with pytest.raises(ValueError, match="newer than this zstore reads"):
         zs.open_experiment(tmp_path / "exp.zarr")
-
-
-def test_an_unfinished_trial_is_invisible(tmp_path: Any) -> None:
-    exp = zs.create_experiment(tmp_path / "exp.zarr", exp_id="RL109")
-    exp.add_trial("t-005", make_adata(5, 20))
-    # what a crash halfway through add_trial leaves: a trial group never committed
-    zarr.open_group(tmp_path / "exp.zarr", path="trials/t-006", mode="w").create_array(
-        "X", shape=(5, 20), dtype="f4"
-    )
-    assert zs.open_experiment(tmp_path / "exp.zarr").trialIDs == ["t-005"]
-    exp.add_trial("t-006", make_adata(5, 20))
-    assert exp.trialIDs == ["t-005", "t-006"]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -243,7 +250,7 @@ def test_add_and_load_any_shape(n_rois: int, n_frames: int, lazy: bool, chunk: i
     X = rng.standard_normal((n_rois, n_frames)).astype(np.float32)
     data = da.from_array(X, chunks=(chunk, chunk)) if lazy else X
     config = StorageConfig(shard_bytes=16 * 4 * 16, inner_rois=4, inner_frames=8)
-    exp = zs.create_experiment(MemoryStore(), exp_id="E", config=config)
+    exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E", config=config)
     exp.add_trial("t", zs.AnnotatedData(data))
     trial = exp.load_trial("t")
     shard_rows = zs.arrays.plan_chunks(X.shape, 4, config)[0][0]
@@ -251,17 +258,16 @@ def test_add_and_load_any_shape(n_rois: int, n_frames: int, lazy: bool, chunk: i
     np.testing.assert_array_equal(trial.data.X.compute(), X)
 
 
-def test_html_reprs_describe_without_reading_chunks(tmp_path: Any) -> None:
+def test_html_reprs_describe_without_reading_chunks(tmp_path: Any, reads: ReadCounter) -> None:
     exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="RL109")
     exp.add_trial("t-005", make_adata(40, 100))
-    counting = CountingStore(LocalStore(str(tmp_path / "e.zarr")))
-    opened = zs.open_experiment(counting)
+    opened = zs.open_experiment(tmp_path / "e.zarr")
     trial = opened.load_trial("t-005")
-    counting.reset()
+    reads.reset()
     with raise_if_dask_computes():
         html = trial._repr_html_() + opened._repr_html_() + trial.data._repr_html_()
     assert "Experiment &#x27;RL109&#x27;" in html and "t-005" in html
     assert "40×100 float32, lazy (dask)" in html
     assert "blosc" in html.lower() and "stored" in html
     assert "RaggedArray(n=40, dtype=int16, lazy)" in html
-    assert not [k for k in counting.chunk_reads() if "/c/" in k and "/X/" in k]
+    assert not [k for k in reads.chunk_reads() if "/c/" in k and "/X/" in k]
