@@ -271,3 +271,18 @@ def test_html_reprs_describe_without_reading_chunks(tmp_path: Any, reads: ReadCo
     assert "blosc" in html.lower() and "stored" in html
     assert "RaggedArray(n=40, dtype=int16, lazy)" in html
     assert not [k for k in reads.chunk_reads() if "/c/" in k and "/X/" in k]
+
+
+def test_the_zarr_stores_users_hold_name_places(tmp_path: Any, s3: Any) -> None:
+    from zarr.storage import FsspecStore, LocalStore, MemoryStore
+
+    memory = MemoryStore()
+    url = f"s3://{s3.new_bucket()}/exp.zarr"
+    fsspec = FsspecStore.from_url(url, storage_options=s3.options())
+    for store in (LocalStore(str(tmp_path / "e.zarr")), memory, fsspec):
+        zs.create_experiment(store, exp_id="E").add_trial("t", make_adata(4, 10))
+        assert zs.open_experiment(store).load_trial("t").data.shape == (4, 10)
+    assert zs.open_experiment(tmp_path / "e.zarr").trialIDs == ["t"]  # the same folder
+    assert zs.open_experiment(url, storage_options=s3.options()).trialIDs == ["t"]
+    with pytest.raises(TypeError, match="cannot keep an experiment in a ZipStore"):
+        zs.create_experiment(zarr.storage.ZipStore(tmp_path / "e.zip", mode="w"), exp_id="E")

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import icechunk as ic
+from zarr.abc.store import Store
+from zarr.storage import FsspecStore, LocalStore, MemoryStore
 
 from . import _compat
 from .errors import StorageOptionsError
@@ -36,7 +38,7 @@ __all__ = [
     "resolve",
 ]
 
-StoreLike = str | os.PathLike[str] | ic.Storage
+StoreLike = str | os.PathLike[str] | ic.Storage | Store
 TRIALS = "trials"
 EXPERIMENT_ENCODING = "zstore.experiment"
 TRIAL_ENCODING = "zstore.trial"
@@ -83,26 +85,32 @@ class Place:
 
 
 def resolve(location: StoreLike, *, storage_options: Mapping[str, Any] | None = None) -> Place:
-    """Turn a path, an ``s3://`` URL or an :class:`icechunk.Storage` into a :class:`Place`.
+    """Turn a path, an ``s3://`` URL, an :class:`icechunk.Storage` or a zarr Store into a
+    :class:`Place`.
 
     Examples
     --------
+    >>> import zarr
     >>> from zstore.store import resolve
     >>> resolve("/tmp/exp.zarr").label
     '/tmp/exp.zarr'
+    >>> resolve(zarr.storage.LocalStore("/tmp/exp.zarr")).label
+    '/tmp/exp.zarr'
     """
+    if isinstance(location, ic.Storage | Store) and storage_options:
+        raise StorageOptionsError(
+            "storage_options apply to paths and URLs only; configure the store "
+            f"{location!r} itself instead"
+        )
     if isinstance(location, ic.Storage):
-        if storage_options:
-            raise StorageOptionsError(
-                "storage_options apply to paths and URLs only; configure the "
-                f"icechunk.Storage {location!r} itself instead"
-            )
-        return Place(location, label=repr(location))
+        label = "in-memory storage" if "InMemory" in repr(location) else repr(location)
+        return Place(location, label=label)
+    if isinstance(location, Store):
+        return _from_zarr_store(location)
     if not isinstance(location, str | os.PathLike):
         raise TypeError(
-            "store must be a local path, an s3:// URL or an icechunk.Storage, got "
-            f"{type(location).__name__}; zstore experiments are Icechunk repositories, so "
-            "a zarr Store cannot hold one (for a plain Zarr copy use `zstore export`)"
+            "store must be a local path, an s3:// URL, an icechunk.Storage or a zarr "
+            f"LocalStore, MemoryStore or FsspecStore, got {type(location).__name__}"
         )
     text = os.fspath(location)
     if text.startswith(("s3://", "s3a://")):
@@ -119,6 +127,36 @@ def resolve(location: StoreLike, *, storage_options: Mapping[str, Any] | None = 
         )
     path = Path(os.path.abspath(text.removeprefix("file://")))
     return Place(_compat.local_storage(str(path)), label=str(path), local=path)
+
+
+def _from_zarr_store(store: Store) -> Place:
+    """The zarr stores users already hold, as the places of Icechunk repositories.
+
+    A LocalStore is its folder; an FsspecStore on S3 is its bucket and prefix with the
+    filesystem's endpoint and credentials; a MemoryStore keeps an in-memory repository
+    for as long as the MemoryStore object lives (so create and open see the same one).
+    """
+    if isinstance(store, LocalStore):
+        return resolve(str(store.root))
+    if isinstance(store, MemoryStore):
+        storage = store.__dict__.setdefault("_zstore_icechunk_storage", ic.in_memory_storage())
+        return Place(storage, label="in-memory storage")
+    if isinstance(store, FsspecStore):
+        protocol = store.fs.protocol
+        protocols = protocol if isinstance(protocol, tuple | list) else (protocol,)
+        if "s3" in protocols or "s3a" in protocols:
+            fs_options = dict(getattr(store.fs, "storage_options", {}))
+            options = {k: v for k, v in fs_options.items() if k in _S3_OPTIONS}
+            client = fs_options.get("client_kwargs") or {}
+            for key in ("endpoint_url", "region_name"):
+                if key in client:
+                    options.setdefault(key, client[key])
+            return _s3_place(f"s3://{store.path}", options)
+    raise TypeError(
+        f"zstore cannot keep an experiment in a {type(store).__name__}: experiments are "
+        f"Icechunk repositories; pass a path, an s3:// URL, or an icechunk.Storage "
+        f"(e.g. icechunk.gcs_storage(...)) instead"
+    )
 
 
 def _s3_place(url: str, options: dict[str, Any]) -> Place:
