@@ -335,23 +335,40 @@ STEPS = {name[5:]: fn for name, fn in globals().items() if name.startswith("step
 # -- orchestration ------------------------------------------------------------------------
 
 
-def run_step(name: str, d: Path, size: str) -> dict[str, Any]:
-    """Run one step in a fresh interpreter; add its peak RSS."""
+def run_step(name: str, d: Path, size: str, source: str | None = None) -> dict[str, Any]:
+    """Run one step in a fresh interpreter; add its peak RSS (VmHWM of that process:
+    ru_maxrss after fork+exec would start at the parent's RSS).
+
+    ``source``: a checkout of another zstore version to import instead of this one.
+    """
     code = (
-        "import json, resource, sys; sys.path.insert(0, sys.argv[1]); import bench; "
+        "import json, sys; sys.path.insert(1, sys.argv[1]); import bench; "
         "r = bench.run_here(sys.argv[2], sys.argv[3], sys.argv[4]); "
-        "r['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
+        "r['peak_mb'] = bench.peak_mb(); "
         "print('RESULT ' + json.dumps(r))"
     )
+    env = dict(os.environ)
+    if source:
+        env["PYTHONPATH"] = source
     proc = subprocess.run(
         [sys.executable, "-c", code, str(Path(__file__).parent), name, str(d), size],
         capture_output=True,
         text=True,
+        env=env,
+        cwd=d,
     )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def run_here(name: str, d: str, size: str) -> dict[str, Any]:
@@ -398,6 +415,13 @@ def main() -> None:
     parser.add_argument(
         "--skip", default="", help="comma-separated steps to leave out (e.g. anndata_lazy)"
     )
+    parser.add_argument(
+        "--against",
+        default=None,
+        metavar="SRC",
+        help="a checkout of another zstore (e.g. a git worktree of 0.1): run zstore's steps "
+        "with both, on the same data, and compare them",
+    )
     args = parser.parse_args()
     if args.compare:
         print(compare_storage(Path(args.out) if args.out else None))
@@ -421,6 +445,14 @@ def main() -> None:
         f"size {args.size}: {n_rois} ROIs x {n_frames} frames x {n_trials} trials ({n_rois * n_frames * n_trials * 4 / GB:.1f} GB of F)"
     )
     results: dict[str, dict[str, Any]] = {}
+    if args.against:
+        report = compare_versions(d, args.size, args.against)
+        print(report)
+        if args.out:
+            Path(args.out).write_text(report)
+        if not args.keep:
+            shutil.rmtree(d, ignore_errors=True)
+        return
     for name in ["make", "kernel_vs_percentile", *(row[0] for row in ROWS)]:
         if name in ("inmemory",) and n_rois * n_frames * 4 * 3 > 0.8 * _ram():
             results[name] = {"error": "does not fit in this machine's memory"}
@@ -440,6 +472,62 @@ def main() -> None:
         Path(args.out).write_text(report)
     if not args.keep:
         shutil.rmtree(d, ignore_errors=True)
+
+
+ZSTORE_STEPS = [row for row in ROWS if row[0].startswith("zstore_")]
+
+
+def compare_versions(d: Path, size: str, source: str) -> str:
+    """zstore's own steps with another zstore checkout and with this one, same data.
+
+    Each version gets its own folder for its store; the synthetic run is shared.
+    """
+    made = run_step("make", d, size)
+    print(f"  make {json.dumps(made)[:120]}", flush=True)
+    other = d / "other"
+    other.mkdir()
+    (other / "run").symlink_to(d / "run")
+    results: dict[str, dict[str, dict[str, Any]]] = {"other": {}, "this": {}}
+    for name, _, _ in ZSTORE_STEPS:
+        for which, folder, src in (("other", other, source), ("this", d, None)):
+            results[which][name] = run_step(name, folder, size, src)
+            print(f"  {which:<5} {name:<22} {json.dumps(results[which][name])[:120]}", flush=True)
+    versions = {
+        which: subprocess.run(
+            [sys.executable, "-c", "import zstore; print(zstore.__version__, zstore.__file__)"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **({"PYTHONPATH": src} if src else {})},
+            cwd=d,
+        ).stdout.strip()
+        for which, src in (("other", source), ("this", None))
+    }
+    n_rois, n_frames, n_trials = SIZES[size]
+    lines = [
+        f"Size `{size}`: {n_rois} ROIs x {n_frames} frames x {n_trials} trials; "
+        f"`scripts/bench --size {size} --against {source}`; other: zstore {versions['other']}; "
+        f"this: zstore {versions['this']}.",
+        "",
+        "| step | other: time | this: time | this / other | other: peak RSS (MB) | this: peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def seconds(r: dict[str, Any]) -> str:
+        if "error" in r:
+            return "error"
+        t = r["seconds"]
+        return f"{t * 1000:.1f} ms" if t < 1 else f"{t:.2f} s"
+
+    for name, label, _ in ZSTORE_STEPS:
+        a, b = results["other"][name], results["this"][name]
+        ratio = (
+            f"{b['seconds'] / a['seconds']:.2f}x" if "error" not in a and "error" not in b else "-"
+        )
+        lines.append(
+            f"| {label} | {seconds(a)} | {seconds(b)} | {ratio} | "
+            f"{a.get('peak_mb', 0):.0f} | {b.get('peak_mb', 0):.0f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _ram() -> int:

@@ -87,6 +87,19 @@ def main() -> None:
     print(f">>> exp.concat(layer='dFF')\n{allf!r}")
     mean = allf.X.mean(axis=1).compute()
     print(f"mean dF/F per ROI over all {allf.n_vars} frames: first five {mean[:5].round(2)}")
+
+    step("every write is a version: exp.history(), and earlier versions stay readable")
+    for commit in exp.history()[:5]:
+        print(commit)
+    first = exp.trialIDs[0]
+    before = exp.history()[len(done)].version  # the version before compute_dff's commits
+    old = zs.open_experiment(store, version=before)
+    print(f">>> list(exp.load_trial({first!r}).data.layers)")
+    print(list(exp.load_trial(first).data.layers))
+    print(
+        f">>> list(zs.open_experiment(store, version={before!r}).load_trial({first!r}).data.layers)"
+    )
+    print(list(old.load_trial(first).data.layers))
     print(
         f"\ndemo finished in {time.perf_counter() - t_start:.1f} s; inspect it with: zstore info {store}"
     )

@@ -212,18 +212,17 @@ def test_a_layer_computed_from_the_layer_it_replaces_is_right(where: Where) -> N
 # -- what is stored is what was meant ----------------------------------------------------------
 
 
-def test_a_trial_without_metadata_is_reported_and_its_id_not_reused(tmp_path: Path) -> None:
-    path = tmp_path / "e.zarr"
-    exp = zs.create_experiment(path, exp_id="E")
+def test_a_trial_without_metadata_is_reported_and_its_id_not_reused(where: Where) -> None:
+    exp = where.create(exp_id="E")
     exp.add_trial("t-1", make_adata(4, 10))
     # a trial group written by another tool (or damaged): no zstore attributes
-    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(path)))
-    session = repo.writable_session("main")
+    storage = zs.store.resolve(where.store, storage_options=where.options).storage
+    session = icechunk.Repository.open(storage).writable_session("main")
     zarr.open_group(session.store, path="trials/t-2", mode="w").create_array(
         "X", shape=(4, 10), dtype="f4"
     )
     session.commit("a foreign trial")
-    exp = zs.open_experiment(path, mode="r+")
+    exp = where.open(mode="r+")
     assert exp.trialIDs == ["t-1", "t-2"], "listed, not silently dropped"
     with pytest.raises(ValueError, match="trial 't-2': its group has no zstore trial attributes"):
         exp.load_trial("t-2")

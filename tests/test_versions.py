@@ -13,6 +13,7 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -278,3 +279,22 @@ def test_migrate_keeps_exactly_what_zstore_0_1_showed(
     assert exp.config.inner_rois == 16 and exp.config.inner_frames == 32
     assert zs.verify_experiment(exp) == []
     assert main(["migrate", str(old), str(tmp_path / "new.zarr")]) == 1  # never over it
+
+
+def test_migrate_from_and_to_s3(s3: Any) -> None:
+    import s3fs
+
+    bucket = s3.new_bucket()
+    fs = s3fs.S3FileSystem(**s3.options(), use_listings_cache=False)
+    fs.put(str(DATA / "zstore-0.1.zarr"), f"{bucket}/old.zarr", recursive=True)
+    before = {p: fs.info(p)["size"] for p in fs.find(f"{bucket}/old.zarr")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", zs.ZstoreWarning)
+        exp = zs.migrate(
+            f"s3://{bucket}/old.zarr",
+            f"s3://{bucket}/new.zarr",
+            storage_options=s3.options(),
+            new_storage_options=s3.options(),
+        )
+    assert exp.trialIDs == ["t-a", "t-b"] and exp.load_trial("t-a").data.uns["note"] == "original"
+    assert {p: fs.info(p)["size"] for p in fs.find(f"{bucket}/old.zarr")} == before

@@ -670,6 +670,7 @@ def create_with_trials(
     *,
     trials: Mapping[str, tuple[ad.AnnData, Mapping[str, Any] | None]],
     progress: Callable[[str, int, int], None] | None = None,
+    message: str | None = None,
 ) -> Experiment:
     """Create (or replace) an experiment with ``trials`` in one transaction."""
     check_name(exp_id, kind="exp_id")
@@ -682,7 +683,7 @@ def create_with_trials(
         "expID": exp_id,
         "storage": config.to_json(),
     }
-    with repo.transaction(f"create experiment {exp_id!r}") as txn:
+    with repo.transaction(message or f"create experiment {exp_id!r}") as txn:
         txn.root.attrs["zstore"] = meta
         if TRIALS in txn.root:
             del txn.root[TRIALS]

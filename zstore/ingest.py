@@ -152,14 +152,16 @@ def ingest_suite2p(
         for trial, adata, paq_data in planned
     }
     # One transaction: the experiment (or its replacement) appears whole, or not at all.
+    exp_id = exp_id or _default_exp_id(plane.path)
     return create_with_trials(
         store,
-        exp_id or _default_exp_id(plane.path),
+        exp_id,
         overwrite,
         storage_options,
         config,
         trials=trial_data,
         progress=progress,
+        message=f"ingest {plane.path} as experiment {exp_id!r}: trials {list(trial_data)}",
     )
 
 

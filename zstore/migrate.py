@@ -102,6 +102,7 @@ def migrate(
         config,
         trials=trials,
         progress=progress,
+        message=f"migrate {where} (zstore 0.1): trials {list(trials)}",
     )
 
 
