@@ -53,6 +53,11 @@ def _trial(n_rois: int, n_frames: int, seed: int) -> tuple[zs.AnnotatedData, Any
 Edit = tuple[str, Callable[[zs.AnnotatedData], None]]
 
 
+def _first_new(column: Any) -> Any:
+    old = list(column.cat.categories)
+    return column.cat.add_categories(["zz"]).cat.reorder_categories(["zz", *old])
+
+
 def _set(frame: str, column: str, make: Callable[[Any], Any]) -> Callable[[Any], None]:
     def edit(a: Any) -> None:
         table = getattr(a, frame)  # a name held: pandas sees no chained assignment
@@ -67,6 +72,8 @@ EDITS: list[Edit] = [
     ("obs", _set("obs", "npix", lambda c: c + 1)),
     ("obs", _set("obs", "npix", lambda c: c.astype(np.int32))),  # dtype only
     ("obs", _set("obs", "kind", lambda c: c.cat.add_categories(["b"]))),
+    ("obs", _set("obs", "kind", lambda c: _first_new(c))),  # the categories' order only
+    ("obs", lambda a: setattr(a.obs.index, "name", "roi")),
     ("var", lambda a: a.del_var("time")),
     ("var", _set("var", "time", lambda c: c.to_numpy() + 1.0)),
     ("uns", lambda a: a.uns.__setitem__("note", "x")),
@@ -153,3 +160,12 @@ def test_same_value_is_reflexive_on_copies(value: Any) -> None:
     import copy
 
     assert same_value(value, copy.deepcopy(value))
+
+
+def test_a_list_equals_the_array_it_is_stored_as() -> None:
+    adata, state = _trial(3, 4, 1)
+    adata.uns["img"] = adata.uns["img"].tolist()
+    adata.uns["nested"]["k"] = np.array([1, 2])
+    assert not diff(state, adata)
+    adata.uns["img"] = np.asarray(adata.uns["img"], dtype=np.float32)  # a new dtype is stored
+    assert diff(state, adata).paths() == ["uns"]

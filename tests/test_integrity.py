@@ -148,3 +148,53 @@ def test_verify_checks_every_element_of_every_trial(tmp_path: Path) -> None:
     damage = verify_experiment(zs.open_experiment(tmp_path / "e.zarr"))
     assert {d.array for d in damage} == {"layers/dFF", "obsm/ypix/node1-data", "uns/meanImg"}
     assert adata.shape == (200, 256)
+
+
+@pytest.mark.parametrize("element", ["obs/npix/c/0", "obsm/ypix/node1-data/c/0"])
+def test_a_flipped_byte_in_obs_or_masks_is_an_error_not_a_value(
+    tmp_path: Path, element: str
+) -> None:
+    # obs, var, uns and masks carry crc32c too: random floats do not compress, so
+    # without it a flipped byte decoded to a different value
+    exp, _ = _experiment(tmp_path / "e.zarr", n_rois=300)
+    rng = np.random.default_rng(0)
+    trial = zs.open_experiment(tmp_path / "e.zarr", mode="r+").load_trial("t-005")
+    trial.data.obsm["ypix"] = zs.RaggedArray.from_arrays(
+        [rng.integers(0, 512, 30) for _ in range(300)], dtype="int16"
+    )
+    trial.save()
+    exp = zs.open_experiment(tmp_path / "e.zarr")
+    _flip(chunk_object(tmp_path / "e.zarr", exp, f"trials/t-005/{element}"), 60)
+    reopened = zs.open_experiment(tmp_path / "e.zarr")
+    if element.startswith("obs/"):
+        with pytest.raises(CorruptChunkError, match="trial 't-005' obs: a stored chunk failed"):
+            reopened.load_trial("t-005")
+    damage = verify_experiment(reopened)
+    assert [d.array for d in damage] == ["/".join(element.split("/")[:-2])]
+    assert "checksum mismatch" in damage[0].error
+
+
+def test_a_shortened_obs_chunk_is_an_error_naming_it(tmp_path: Path) -> None:
+    exp, _ = _experiment(tmp_path / "e.zarr", n_rois=300)
+    obj = chunk_object(tmp_path / "e.zarr", exp, "trials/t-005/obs/npix/c/0")
+    obj.write_bytes(obj.read_bytes()[:-1])
+    with pytest.raises(CorruptChunkError, match="trial 't-005' obs"):
+        zs.open_experiment(tmp_path / "e.zarr").load_trial("t-005")
+
+
+def test_lost_manifests_and_snapshots_are_reported(tmp_path: Path) -> None:
+    import shutil
+
+    exp, _ = _experiment(tmp_path / "e.zarr")
+    manifests = tmp_path / "m.zarr"
+    shutil.copytree(tmp_path / "e.zarr", manifests)
+    for path in (manifests / "manifests").iterdir():
+        path.unlink()
+    damage = verify_experiment(zs.open_experiment(manifests))
+    assert "X" in {d.array for d in damage}
+    assert all("cannot be read" in d.error for d in damage)
+    snapshot = tmp_path / "s.zarr"
+    shutil.copytree(tmp_path / "e.zarr", snapshot)
+    (snapshot / "snapshots" / exp.version).unlink()
+    with pytest.raises(OSError, match=rf"the metadata of version {exp.version} .*is damaged"):
+        zs.open_experiment(snapshot)

@@ -20,6 +20,7 @@ from typing import Any
 import dask.array as da
 import icechunk
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 from conftest import Where, make_adata
@@ -325,3 +326,105 @@ def test_paq_channels_with_one_name_or_named_time_are_all_kept(tmp_path: Path) -
     assert (var["lick"] == 1).all() and (var["lick_2"] == 2).all() and (var["paq_time"] == 3).all()
     assert var["time"].iloc[0] == 0 and (np.diff(var["time"]) > 0).all()  # zstore's own times
     assert os.path.exists(tmp_path / "t.paq")
+
+
+# -- found by the red team ---------------------------------------------------------------------
+
+
+def test_a_creation_killed_before_its_first_commit_can_be_done_again(tmp_path: Path) -> None:
+    path = tmp_path / "e.zarr"
+    child = textwrap.dedent(
+        """
+        import os, signal, sys, zstore as zs, zstore.transaction as T
+        create = T.Repo.create.__func__
+        def killed(cls, place):
+            create(cls, place)
+            os.kill(os.getpid(), signal.SIGKILL)
+        T.Repo.create = classmethod(killed)
+        zs.create_experiment(sys.argv[1], exp_id="E")
+        """
+    )
+    assert subprocess.run([sys.executable, "-c", child, str(path)]).returncode == -9
+    with pytest.raises(zs.errors.NotAnExperimentError, match="empty Icechunk repository"):
+        zs.open_experiment(path)
+    zs.create_experiment(path, exp_id="E").add_trial("t", make_adata(4, 10))
+    assert zs.open_experiment(path).trialIDs == ["t"]
+
+
+def test_another_tools_repository_is_never_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "other.zarr"
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(path)))
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, mode="a").create_array("precious", shape=(3,), dtype="i4")
+    session.commit("someone's data")
+    session = repo.writable_session("main")
+    del zarr.open_group(session.store, mode="a")["precious"]
+    session.commit("moved it aside")  # main is empty now; its history is not
+    for overwrite in (False, True):
+        with pytest.raises(UnsafeOverwriteError, match="history of its own"):
+            zs.create_experiment(path, exp_id="E", overwrite=overwrite)
+    assert len(list(repo.ancestry(branch="main"))) == 3
+
+
+@pytest.mark.parametrize("name", ["zarr.json", ".zattrs", "ZARR.JSON"])
+def test_zarr_metadata_names_are_refused_everywhere(where: Where, name: str) -> None:
+    exp = where.create(exp_id="E")
+    with pytest.raises(InvalidNameError, match="name of Zarr's own metadata"):
+        exp.add_trial(name, make_adata(4, 10))
+    adata = make_adata(4, 10)
+    adata.uns["nested"] = {name: 1}
+    with pytest.raises(InvalidNameError, match=r"uns\['nested'\] key"):
+        exp.add_trial("t", adata)
+    exp.add_trial("t", make_adata(4, 10))
+    trial = exp.load_trial("t")
+    trial.data.layers[name] = trial.data.X * 2
+    with pytest.raises(InvalidNameError):
+        trial.save()
+    assert exp.trialIDs == ["t"] and list(where.open().load_trial("t").data.layers) == ["Fneu"]
+
+
+def test_missing_text_stays_missing_and_is_saved_once(where: Where) -> None:
+    obs = pd.DataFrame(
+        {"label": np.array([np.nan, "x", "y", None], dtype=object)}, index=list("0123")
+    )
+    exp = where.create(exp_id="E")
+    with pytest.warns(zs.ZstoreWarning, match="obs column 'label' holds missing values"):
+        exp.add_trial("t", zs.AnnotatedData(np.ones((4, 3), dtype="float32"), obs=obs))
+    label = where.open().load_trial("t").data.obs["label"]
+    assert label.isna().tolist() == [True, False, False, True]
+    assert label.dropna().tolist() == ["x", "y"]
+    trial = where.open(mode="r+").load_trial("t")
+    assert trial.save() == []
+
+
+def test_the_categories_order_and_the_index_name_are_saved(where: Where) -> None:
+    obs = pd.DataFrame({"kind": pd.Categorical(["soma", "dendrite", "soma"])}, index=list("012"))
+    where.create(exp_id="E").add_trial("t", zs.AnnotatedData(np.ones((3, 4), "f4"), obs=obs))
+    trial = where.open(mode="r+").load_trial("t")
+    trial.data.obs["kind"] = trial.data.obs["kind"].cat.reorder_categories(["soma", "dendrite"])
+    trial.data.obs.index.name = "roi"
+    assert trial.save() == ["obs"]
+    trial.data.uns["names"] = ["a", "b"]  # a list reads back as an array: saved once
+    assert trial.save() == ["uns"] and trial.save() == []
+    data = where.open().load_trial("t").data
+    assert list(data.obs["kind"].cat.categories) == ["soma", "dendrite"]
+    assert data.obs.index.name == "roi"
+
+
+def test_odd_local_targets_are_refused_without_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("data")
+    for target in (tmp_path / "link", tmp_path / "file" / "e.zarr"):
+        with pytest.raises(UnsafeOverwriteError):
+            zs.create_experiment(target, exp_id="E", overwrite=True)
+    assert (tmp_path / "file").read_text() == "data"
+
+
+def test_migrate_never_writes_inside_the_old_store(tmp_path: Path) -> None:
+    import shutil
+
+    old = tmp_path / "old.zarr"
+    shutil.copytree(Path(__file__).parent / "data" / "zstore-0.1.zarr", old)
+    with pytest.raises(ValueError, match="inside the old store"):
+        zs.migrate(old, old / "new.zarr")
+    assert not (old / "new.zarr").exists()

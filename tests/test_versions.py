@@ -22,6 +22,8 @@ import pytest
 from conftest import make_adata
 
 import zstore as zs
+import zstore.leases
+import zstore.transaction
 from zstore.arrays import StorageConfig
 from zstore.cli import main
 from zstore.errors import MissingChunkError, VersionNotFoundError
@@ -120,9 +122,9 @@ def test_gc_reclaims_replaced_data_and_old_versions(
     rehearsal = capsys.readouterr().out
     assert "would expire 5 versions; would delete 0 chunks" in rehearsal
     assert _objects(path) == objects
-    assert main(["gc", str(path), "--keep", "0"]) == 0
+    assert main(["gc", str(path), "--keep", "0", "--grace", "0"]) == 0
     out = capsys.readouterr().out
-    assert "expired 5 versions; deleted 8 chunks" in out and "spared" not in out
+    assert "expired 5 versions; deleted 8 chunks" in out and "younger than --grace" in out
     assert _objects(path) == 8  # X and the newest dFF
     data = zs.open_experiment(path).load_trial("t").data
     np.testing.assert_array_equal(data.layers["dFF"].compute(), X * 4)
@@ -164,11 +166,11 @@ def test_gc_never_touches_a_write_under_way(tmp_path: Path) -> None:
     )
     while not flag.exists():
         time.sleep(0.01)
-    time.sleep(0.5)  # some shards of the new layer are written, not committed
+    time.sleep(2.0)  # some shards of the new layer are written, not committed
     report = zs.open_experiment(path, mode="r+").collect_garbage(
-        keep=datetime.timedelta(0), grace=datetime.timedelta(hours=1)
+        keep=datetime.timedelta(0), grace=datetime.timedelta(0)
     )
-    assert not report.writers_excluded and report.chunks_deleted == 0
+    assert report.writers_running == 1 and report.chunks_deleted == 0
     out, _ = writer.communicate(timeout=120)
     assert writer.returncode == 0 and "saved" in out
     data = zs.open_experiment(path).load_trial("t").data
@@ -193,7 +195,9 @@ def test_gc_reclaims_what_a_killed_write_left(tmp_path: Path) -> None:
     exp = zs.open_experiment(path, mode="r+")
     assert "late" not in exp.load_trial("t").data.layers
     report = exp.collect_garbage(keep=datetime.timedelta(days=30))
-    assert report.writers_excluded and report.chunks_deleted == left - 4
+    assert report.writers_running == 0 and report.chunks_deleted == 0  # younger than grace
+    report = exp.collect_garbage(keep=datetime.timedelta(days=30), grace=datetime.timedelta(0))
+    assert report.writers_running == 0 and report.chunks_deleted == left - 4
     assert _objects(path) == 4
     np.testing.assert_array_equal(zs.open_experiment(path).load_trial("t").data.X.compute(), X)
 
@@ -205,7 +209,7 @@ def test_a_trial_of_a_collected_version_says_so(tmp_path: Path) -> None:
     trial = exp.load_trial("t-005")
     trial.data.layers["Fneu"] = trial.data.X * 9
     trial.save()
-    exp.collect_garbage(keep=datetime.timedelta(0))
+    exp.collect_garbage(keep=datetime.timedelta(0), grace=datetime.timedelta(0))
     with pytest.raises(MissingChunkError, match=r"no longer exists: `zstore gc` removed it"):
         reader.data.layers["Fneu"].compute()
 
@@ -298,3 +302,58 @@ def test_migrate_from_and_to_s3(s3: Any) -> None:
         )
     assert exp.trialIDs == ["t-a", "t-b"] and exp.load_trial("t-a").data.uns["note"] == "original"
     assert {p: fs.info(p)["size"] for p in fs.find(f"{bucket}/old.zarr")} == before
+
+
+S3_HOLDING_WRITER = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np, zstore as zs
+    exp = zs.open_experiment(sys.argv[1], mode="r+", storage_options=json.loads(sys.argv[3]))
+    trial = exp.load_trial("t")
+    def slow(block):
+        if block.size:
+            open(sys.argv[2], "w").close()
+            time.sleep(1.5)
+        return block * 5
+    trial.data.layers["late"] = trial.data.X.map_blocks(slow, dtype=np.float32)
+    trial.save()
+    print("saved")
+    """
+)
+
+
+def test_gc_on_s3_spares_writes_under_way_and_reclaims_dead_ones(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    url, options = f"s3://{s3.new_bucket()}/e.zarr", s3.options()
+    config = StorageConfig(shard_bytes=16 * 256 * 4, inner_rois=16, inner_frames=256)
+    X = np.random.default_rng(0).random((64, 256)).astype(np.float32)
+    exp = zs.create_experiment(url, exp_id="E", config=config, storage_options=options)
+    exp.add_trial("t", zs.AnnotatedData(X))
+    argv = [sys.executable, "-c", S3_HOLDING_WRITER, url, str(tmp_path / "w"), json.dumps(options)]
+    writer = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    while not (tmp_path / "w").exists():
+        time.sleep(0.01)
+    time.sleep(2.0)
+    report = exp.collect_garbage(keep=datetime.timedelta(0), grace=datetime.timedelta(0))
+    assert report.writers_running == 1 and report.chunks_deleted == 0
+    assert writer.communicate(timeout=120)[0].strip() == "saved"
+    data = zs.open_experiment(url, storage_options=options).load_trial("t").data
+    np.testing.assert_array_equal(data.layers["late"].compute(), X * 5)
+    # a writer killed mid-write: its lease goes stale, then its leftovers are reclaimed
+    (tmp_path / "w").unlink()
+    writer = subprocess.Popen([*argv[:-2], str(tmp_path / "w"), json.dumps(options)])
+    while not (tmp_path / "w").exists():
+        time.sleep(0.01)
+    time.sleep(2.5)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    monkeypatch.setattr(zstore.leases, "STALE_AFTER", datetime.timedelta(0))
+    monkeypatch.setattr(zstore.leases, "SKEW", datetime.timedelta(0))
+    monkeypatch.setattr(zstore.transaction, "SKEW", datetime.timedelta(0))
+    exp = zs.open_experiment(url, mode="r+", storage_options=options)
+    report = exp.collect_garbage(keep=datetime.timedelta(0), grace=datetime.timedelta(0))
+    assert report.writers_running == 0 and report.chunks_deleted > 0
+    assert zs.verify_experiment(exp) == []

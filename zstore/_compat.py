@@ -32,6 +32,7 @@ from .errors import StoreError
 
 __all__ = [
     "icechunk_errors",
+    "is_decode_error",
     "is_missing_object",
     "is_storage_error",
     "list_keys",
@@ -103,6 +104,15 @@ _MISSING = (
 )
 
 
+def is_decode_error(err: BaseException) -> bool:
+    """A chunk whose bytes fail zarr's crc32c check or its codec (zarr 3.1 raises
+    ValueError or RuntimeError with these words, no type of its own)."""
+    text = str(err).lower()
+    return isinstance(err, ValueError | RuntimeError) and any(
+        word in text for word in ("checksum", "decompress", "corrupt", "blosc", "zstd")
+    )
+
+
 def is_missing_object(err: BaseException) -> bool:
     """A storage error that means data is gone (deleted or truncated), not unreachable."""
     text = str(err)
@@ -123,7 +133,23 @@ def icechunk_errors(where: str) -> Iterator[None]:
     except (ic.ConflictError, ic.RebaseFailedError):
         raise
     except ic.IcechunkError as err:
+        if "already exists" in str(err):
+            from .errors import ExperimentExistsError
+
+            raise ExperimentExistsError(
+                f"{where}: another process created a repository there at the same time "
+                f"({short_message(err)}); open it, or choose another path"
+            ) from err
         raise StoreError(
             f"{where}: the storage failed: {short_message(err)}; check that the location is "
             f"reachable and complete (`zstore verify {where}`)"
         ) from err
+    except BaseException as err:
+        # Icechunk's Rust side panics (pyo3's PanicException, a BaseException) on some
+        # local paths, e.g. a dangling symlink: a storage error, not a reason to crash.
+        if type(err).__name__ != "PanicException":
+            raise
+        raise StoreError(
+            f"{where}: the storage refused the location ({short_message(err)}); check that "
+            f"it is a folder (or a path where one can be made), not a file or a broken link"
+        ) from None

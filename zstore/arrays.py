@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, ZstdCodec
 
-from ._compat import is_missing_object, is_storage_error, short_message
+from ._compat import is_decode_error, is_missing_object, is_storage_error, short_message
 from .errors import CorruptChunkError, MissingChunkError, StoreError
 
 __all__ = [
@@ -378,13 +378,14 @@ class _ChecksummedReader:
             if out.nbytes >= _TRIM_AFTER_BYTES:  # a trim costs ~10 ms: only after big reads
                 release_freed_memory()
             return out
-        except ValueError as err:
-            if "checksum" not in str(err):
+        except (ValueError, RuntimeError) as err:
+            if is_storage_error(err) or not is_decode_error(err):
                 raise
+            what = "failed its crc32c checksum" if "checksum" in str(err) else "cannot be decoded"
             raise CorruptChunkError(
-                f"{self.label}: a stored chunk in region {_region(key)} failed its crc32c "
-                f"checksum, so its bytes were changed after writing; run `zstore verify` to "
-                f"list damaged chunks and restore them from a copy"
+                f"{self.label}: a stored chunk in region {_region(key)} {what}, so its bytes "
+                f"were changed after writing; run `zstore verify` to list damaged chunks and "
+                f"restore them from a copy"
             ) from err
         except Exception as err:
             if not is_storage_error(err):
@@ -395,10 +396,13 @@ class _ChecksummedReader:
                     f"{short_message(err)}; check that the storage is reachable, then retry"
                 ) from err
             why = self.explain() if self.explain is not None else ""
-            why = why or "the store was damaged (a chunk object deleted or truncated)"
+            why = why or (
+                "the store was damaged (a chunk object deleted or truncated); run "
+                "`zstore verify` to list what is missing"
+            )
             raise MissingChunkError(
                 f"{self.label}: a stored chunk in region {_region(key)} cannot be read "
-                f"({short_message(err)}); {why}; run `zstore verify` to list what is missing"
+                f"({short_message(err)}); {why}"
             ) from err
 
 

@@ -174,36 +174,42 @@ def _unchanged(value: Any, stored: Any) -> bool:
 
 
 def same_frame(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Equal DataFrames: columns, index, dtypes and values (NaN equal to NaN)."""
-    return (
+    """Equal DataFrames as stored: columns, index (and its name), dtypes, the order of
+    categories, and values (NaN equal to NaN)."""
+    if not (
         list(a.columns) == list(b.columns)
         and a.index.equals(b.index)
         and a.index.dtype == b.index.dtype
+        and a.index.name == b.index.name
         and a.dtypes.equals(b.dtypes)
         and a.equals(b)
+    ):
+        return False
+    # pandas calls unordered categoricals equal whatever the categories' order; the
+    # stored codes depend on it
+    return all(
+        a[c].cat.categories.equals(b[c].cat.categories)
+        for c in a.columns
+        if isinstance(a[c].dtype, pd.CategoricalDtype)
     )
 
 
+_TEXT = "UTSO"
+
+
 def same_value(a: Any, b: Any) -> bool:
-    """Equal nested values: mappings, arrays, frames, sequences and scalars, by value."""
+    """Equal nested values, as they would be stored: mappings, arrays, frames, sequences
+    and scalars, by value. A list equals the array anndata stores for it (a list reads
+    back as an array), and text arrays are equal whatever numpy string type holds them.
+    """
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     if isinstance(a, pd.DataFrame) or isinstance(b, pd.DataFrame):
         return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and same_frame(a, b)
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
-            return False
-        return (
-            a.shape == b.shape
-            and a.dtype == b.dtype
-            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
-        )
+        return _same_array(a, b)
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return (
-            type(a) is type(b)
-            and len(a) == len(b)
-            and all(same_value(x, y) for x, y in zip(a, b, strict=True))
-        )
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
     if _is_ragged(a) or _is_ragged(b):
         return _is_ragged(a) and _is_ragged(b) and _same_ragged(a, b)
     if _is_sparse(a) or _is_sparse(b):
@@ -216,6 +222,21 @@ def same_value(a: Any, b: Any) -> bool:
         return bool(a == b)
     except (TypeError, ValueError):
         return False
+
+
+def _same_array(a: Any, b: Any) -> bool:
+    try:
+        x, y = np.asarray(a), np.asarray(b)
+    except (TypeError, ValueError):
+        return False
+    if x.shape != y.shape:
+        return False
+    if x.dtype.kind in _TEXT and y.dtype.kind in _TEXT:
+        return x.ravel().tolist() == y.ravel().tolist()
+    lists = not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray))
+    if x.dtype != y.dtype and not (lists and x.dtype.kind == y.dtype.kind):
+        return False  # a new dtype is a change to store
+    return bool(np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"))
 
 
 def _is_ragged(value: Any) -> bool:

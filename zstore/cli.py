@@ -164,8 +164,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Expire versions older than --keep days (the newest version is always "
         "kept), then delete every stored object no kept version uses: replaced layers and "
         "trials, and the leftovers of writes that were killed. A write under way is never "
-        "touched: on a local disk gc runs only while no writer holds the experiment, "
-        "elsewhere it spares objects younger than --grace hours.",
+        "touched: every zstore writer holds a lease, and everything written since the "
+        "oldest live writer began is spared; so is everything younger than --grace hours "
+        "(for writers that hold no lease).",
     )
     _add_store(gc, "experiment store")
     gc.add_argument(
@@ -388,11 +389,16 @@ def _gc(args: argparse.Namespace) -> int:
         f"{report.manifests_deleted} manifests, {report.snapshots_deleted} snapshots "
         f"({format_bytes(report.bytes_deleted)})"
     )
-    if not report.writers_excluded:
-        print(
-            f"objects written after {report.objects_cutoff:%Y-%m-%d %H:%M} UTC were spared "
-            f"(they may belong to a write under way); run gc again later to reclaim them"
-        )
+    running = report.writers_running
+    why = (
+        (f"{running} write(s) under way" if running else "younger than --grace")
+        if running is not None
+        else "this storage cannot tell which writes are under way"
+    )
+    print(
+        f"objects written after {report.objects_cutoff:%Y-%m-%d %H:%M:%S} UTC were spared "
+        f"({why}); run gc again later to reclaim what they leave"
+    )
     return 0
 
 

@@ -46,6 +46,7 @@ from .trialio import (
     apply_changes,
     describe_arrays,
     read_trial,
+    text_columns,
     update_processing,
     write_trial,
 )
@@ -74,8 +75,16 @@ class Experiment:
         self._use(self._repo.session(version))
 
     def _use(self, session: Any) -> None:
-        root = zarr.open_group(session.store, mode="r", zarr_format=3)
-        meta = _experiment_attrs(root, self._repo.place.label)
+        where = self._repo.place.label
+        root = self._repo.root(session)
+        if root is None:
+            self._repo.check_snapshot(str(session.snapshot_id))
+            raise NotAnExperimentError(
+                f"{where} is an empty Icechunk repository (a creation that was interrupted?); "
+                f"create the experiment again there with zs.create_experiment(...) or "
+                f"`zstore ingest`"
+            )
+        meta = _experiment_attrs(root, where)
         self._session = session
         self._root = root
         self._meta = meta
@@ -141,15 +150,16 @@ class Experiment:
         self,
         *,
         keep: datetime.timedelta,
-        grace: datetime.timedelta = datetime.timedelta(hours=24),
+        grace: datetime.timedelta = datetime.timedelta(hours=1),
         dry_run: bool = False,
     ) -> GarbageReport:
         """Expire versions older than ``keep`` and delete the data no kept version uses.
 
         Reclaims replaced layers and trials, and the leftovers of killed writes. The
-        newest version is always kept. A write under way is never touched: on a local
-        disk gc waits for no writer to hold the experiment, else it spares objects
-        younger than ``grace``. Trials loaded from an expired version stop reading.
+        newest version is always kept. A write under way is never touched: every zstore
+        writer holds a lease, and everything written since the oldest live one began is
+        spared, as is everything younger than ``grace``. Trials loaded from an expired
+        version stop reading (with an error that says so).
         """
         self._require_writable("collect garbage")
         return self._repo.collect_garbage(keep=keep, grace=grace, dry_run=dry_run)
@@ -417,6 +427,7 @@ class Trial:
                 f"zs.open_experiment(store, mode='r+') to save it"
             )
         update_processing(self.data, self._state)
+        text_columns(self.data, f"trial {self.trialID!r}")
         changes = diff(self._state, self.data)
         if not changes:
             return []
@@ -599,7 +610,15 @@ def _prepare(place: Place, *, overwrite: bool, exp_id: str) -> Repo:
             f"{_suggest(place.label)}"
         )
     repo = Repo.open(place, writable=True)
-    root = zarr.open_group(repo.session().store, mode="r", zarr_format=3)
+    root = repo.root()
+    if root is None or not (dict(root.attrs) or list(root.keys())):
+        if repo.is_untouched():
+            return repo  # created, never committed to: a creation that was interrupted
+        raise UnsafeOverwriteError(
+            f"{place.label} is an Icechunk repository with a history of its own (its current "
+            f"version is empty); zstore does not take it over: choose a new path such as "
+            f"{_suggest(place.label)}"
+        )
     meta = root.attrs.get("zstore")
     if isinstance(meta, dict) and meta.get("encoding-type") == EXPERIMENT_ENCODING:
         existing = list(cast(zarr.Group, root[TRIALS]).group_keys()) if TRIALS in root else []
@@ -611,13 +630,11 @@ def _prepare(place: Place, *, overwrite: bool, exp_id: str) -> Repo:
                 f"to replace it (its current version stays readable until `zstore gc`)"
             )
         return repo
-    if dict(root.attrs) or list(root.keys()):
-        raise UnsafeOverwriteError(
-            f"{place.label} is an Icechunk repository that holds data other than a zstore "
-            f"experiment; zstore does not replace it: choose a new path such as "
-            f"{_suggest(place.label)}"
-        )
-    return repo  # an empty repository (e.g. a creation that was interrupted)
+    raise UnsafeOverwriteError(
+        f"{place.label} is an Icechunk repository that holds data other than a zstore "
+        f"experiment; zstore does not replace it: choose a new path such as "
+        f"{_suggest(place.label)}"
+    )
 
 
 def _suggest(label: str) -> str:

@@ -65,6 +65,13 @@ def migrate(
     """
     store = _legacy_store(old, storage_options)
     where = str(old)
+    if isinstance(new, str | os.PathLike) and isinstance(store, LocalStore):
+        inside = os.path.abspath(os.fspath(new))
+        if os.path.commonpath([inside, str(store.root)]) == str(store.root):
+            raise ValueError(
+                f"migrate {where} -> {new}: the new experiment would be written inside the "
+                f"old store, which zstore only reads; choose a path outside it"
+            )
     try:
         root = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=False)
     except Exception as err:

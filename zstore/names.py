@@ -10,6 +10,9 @@ __all__ = ["check_name"]
 
 # Control characters (C0, DEL, C1): invisible in listings and unsafe in paths and URLs.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Zarr's own metadata documents (v3 and v2): a node of that name would be hidden by,
+#: or would hide, the metadata of its parent.
+_METADATA = frozenset({"zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata"})
 
 
 def check_name(name: object, *, kind: str) -> str:
@@ -29,6 +32,8 @@ def check_name(name: object, *, kind: str) -> str:
         problem = "it is a relative path component"
     elif name.startswith("__"):
         problem = "names starting with '__' are reserved by Zarr"
+    elif name.lower() in _METADATA:
+        problem = "it is the name of Zarr's own metadata documents"
     elif _CONTROL.search(name):
         problem = "it contains control characters"
     elif name != name.strip():

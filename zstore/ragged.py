@@ -223,7 +223,13 @@ def _normalize(index: Any, n: int) -> Any:
     return arr
 
 
-def write_ragged(group: zarr.Group, name: str, ragged: RaggedArray | Sequence[Any]) -> None:
+def write_ragged(
+    group: zarr.Group,
+    name: str,
+    ragged: RaggedArray | Sequence[Any],
+    *,
+    compressors: Any = "auto",
+) -> None:
     """Write a RaggedArray (or a list of 1-D arrays) in anndata's awkward encoding."""
     if not isinstance(ragged, RaggedArray):
         ragged = RaggedArray.from_arrays(ragged)
@@ -257,6 +263,7 @@ def write_ragged(group: zarr.Group, name: str, ragged: RaggedArray | Sequence[An
             dtype=values.dtype,
             chunks=(max(1, min(chunk, len(values))),),
             attributes=array_attrs,
+            compressors=compressors,
         )
         if len(values):
             arr[:] = values

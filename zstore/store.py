@@ -36,6 +36,8 @@ __all__ = [
     "Place",
     "StoreLike",
     "resolve",
+    "s3_filesystem",
+    "survey",
 ]
 
 StoreLike = str | os.PathLike[str] | ic.Storage | Store
@@ -219,7 +221,14 @@ def survey(place: Place) -> Contents:
 
 
 def _survey_local(path: Path) -> Contents:
+    if path.is_symlink() and not path.exists():
+        return Contents("other", (f"{path.name} (a symbolic link to nothing)",))
     if not path.exists():
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return Contents("other", (f"{parent} (a file, where a folder is needed)",))
         return Contents("nothing")
     if not path.is_dir():
         return Contents("other", (path.name,))
@@ -235,7 +244,7 @@ def _read_local_json(path: Path) -> Any:
 
 
 def _survey_s3(place: Place) -> Contents:
-    fs, root = _s3fs(place)
+    fs, root = s3_filesystem(place)
     try:
         names = sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)})
     except FileNotFoundError:
@@ -265,8 +274,9 @@ def _classify(names: list[str], root_json: Any) -> Contents:
     return Contents("other", tuple(entries[:8]) + (("...",) if len(entries) > 8 else ()))
 
 
-def _s3fs(place: Place) -> tuple[Any, str]:
-    """An s3fs filesystem for surveys (listing is not part of Icechunk's Python API)."""
+def s3_filesystem(place: Place) -> tuple[Any, str]:
+    """An s3fs filesystem and the repository's root key, for what Icechunk's Python API
+    does not do: listing a location before creating there, and writers' leases."""
     try:
         import s3fs
     except ImportError:  # pragma: no cover - the s3 extra installs it

@@ -25,10 +25,9 @@ and fail with :class:`~zstore.errors.TrialChangedError` when they touch the same
 (every write of a trial rewrites its group's attributes, so two writers of one trial
 always conflict; writers of different trials never do). On object stores the branch is
 moved with a conditional PUT; on a local disk Icechunk cannot do that atomically, so
-commits there take an OS file lock (``zstore-locks/commit``). Writers also hold a shared
-lock (``zstore-locks/writers``) that ``collect_garbage`` takes exclusively, so gc on a
-local disk never reclaims the chunks of a write under way; elsewhere it spares objects
-younger than ``grace``.
+commits there take an OS file lock (``zstore-locks/commit``). Writers hold a lease
+(:mod:`zstore.leases`) for their whole write, and ``collect_garbage`` spares every
+object written since the oldest live lease began.
 """
 
 from __future__ import annotations
@@ -49,11 +48,19 @@ import dask
 import dask.array as da
 import icechunk as ic
 import zarr
+from zarr.errors import GroupNotFoundError
 
 from . import _compat
 from ._version import __version__
 from .arrays import Progress, store_matrices
-from .errors import ConflictError, ReadOnlyError, TrialChangedError, VersionNotFoundError
+from .errors import (
+    ConflictError,
+    ReadOnlyError,
+    StoreError,
+    TrialChangedError,
+    VersionNotFoundError,
+)
+from .leases import SKEW, Leases
 from .store import LOCKS, TRIALS, Place
 
 __all__ = ["Commit", "GarbageReport", "Repo", "Transaction", "VersionProbe"]
@@ -88,8 +95,8 @@ class GarbageReport:
     manifests_deleted: int
     snapshots_deleted: int
     bytes_deleted: int
-    objects_cutoff: datetime.datetime
-    writers_excluded: bool  # True: a lock kept every writer out, so nothing young was spared
+    objects_cutoff: datetime.datetime  # objects written after this were spared
+    writers_running: int | None  # writes under way (None: this storage cannot tell)
 
 
 class Repo:
@@ -139,6 +146,34 @@ class Repo:
                 f"with `zstore history {self.place.label}` or exp.history()"
             ) from None
 
+    def root(self, session: ic.Session | None = None) -> zarr.Group | None:
+        """The root group of ``session`` (default: main now), or None when there is none."""
+        session = session or self.session()
+        try:
+            return zarr.open_group(session.store, mode="r", zarr_format=3)
+        except GroupNotFoundError:
+            return None
+
+    def is_untouched(self) -> bool:
+        """True for a repository Icechunk created and nobody committed to since."""
+        with _compat.icechunk_errors(self.place.label):
+            history = list(self.repository.ancestry(branch=BRANCH))
+            branches = self.repository.list_branches()
+            tags = self.repository.list_tags()
+        return len(history) == 1 and set(branches) == {BRANCH} and not tags
+
+    def check_snapshot(self, version: str) -> None:
+        """Raise StoreError when ``version``'s snapshot cannot be read."""
+        try:
+            ic.Repository.open(self.repository.storage).lookup_snapshot(version)
+        except Exception as err:
+            raise StoreError(
+                f"{self.place.label}: the metadata of version {version} (the snapshot "
+                f"snapshots/{version}) cannot be read ({_compat.short_message(err)}); the "
+                f"store is damaged: restore that file from a copy, or open an earlier "
+                f"version with zs.open_experiment(..., version=ID)"
+            ) from None
+
     def history(self) -> list[Commit]:
         """Every commit of ``main``, newest first."""
         commits = []
@@ -172,7 +207,7 @@ class Repo:
             raise ReadOnlyError(
                 f"{self.place.label} was opened read-only; open it with mode='r+' to write"
             )
-        with self._writers_lease(), _compat.icechunk_errors(self.place.label):
+        with Leases(self.place).held(), _compat.icechunk_errors(self.place.label):
             session = self.repository.writable_session(BRANCH)
             txn = Transaction(session)
             yield txn
@@ -214,14 +249,6 @@ class Repo:
         with _flock(self.place.local / LOCKS / "commit", fcntl.LOCK_EX, COMMIT_LOCK_TIMEOUT):
             yield
 
-    @contextlib.contextmanager
-    def _writers_lease(self) -> Iterator[None]:
-        if self.place.local is None:
-            yield
-            return
-        with _flock(self.place.local / LOCKS / "writers", fcntl.LOCK_SH, COMMIT_LOCK_TIMEOUT):
-            yield
-
     # -- garbage collection ---------------------------------------------------------------
 
     def collect_garbage(
@@ -229,29 +256,25 @@ class Repo:
     ) -> GarbageReport:
         """Expire versions older than ``keep`` and delete what no kept version uses.
 
-        Objects younger than ``grace`` are spared (they may belong to a write under
-        way), except on a local disk when no writer holds the writers' lock: then every
-        unreferenced object is garbage, the leftovers of killed writes included.
+        Writes under way are never touched: every object written since the oldest live
+        writer began is spared (see :mod:`zstore.leases`), and so is every object younger
+        than ``grace`` (for writers zstore cannot see: another tool, or a storage where
+        leases cannot be kept). The leftovers of killed writes older than both are
+        deleted.
         """
         now = datetime.datetime.now(datetime.UTC)
-        with contextlib.ExitStack() as stack:
-            excluded = False
-            if self.place.local is not None:
-                try:
-                    stack.enter_context(
-                        _flock(self.place.local / LOCKS / "writers", fcntl.LOCK_EX, 0)
-                    )
-                    excluded = True
-                except BlockingIOError:
-                    excluded = False
-            cutoff = now if excluded else now - grace
-            with _compat.icechunk_errors(self.place.label):
-                if dry_run:  # Icechunk cannot rehearse an expiry: count what it would expire
-                    history = self.history()
-                    expired = {c.version for c in history[1:] if c.time < now - keep}
-                else:
-                    expired = self.repository.expire_snapshots(older_than=now - keep)
-                summary = self.repository.garbage_collect(cutoff, dry_run=dry_run)
+        leases = Leases(self.place)
+        running, oldest = leases.oldest()
+        cutoff = now - grace
+        if oldest is not None:
+            cutoff = min(cutoff, oldest - SKEW)
+        with _compat.icechunk_errors(self.place.label):
+            if dry_run:  # Icechunk cannot rehearse an expiry: count what it would expire
+                history = self.history()
+                expired = {c.version for c in history[1:] if c.time < now - keep}
+            else:
+                expired = self.repository.expire_snapshots(older_than=now - keep)
+            summary = self.repository.garbage_collect(cutoff, dry_run=dry_run)
         return GarbageReport(
             versions_expired=len(expired),
             chunks_deleted=int(summary.chunks_deleted),
@@ -259,7 +282,7 @@ class Repo:
             snapshots_deleted=int(summary.snapshots_deleted),
             bytes_deleted=int(summary.bytes_deleted),
             objects_cutoff=cutoff,
-            writers_excluded=excluded,
+            writers_running=running if leases.supported else None,
         )
 
 
@@ -273,7 +296,8 @@ class VersionProbe:
 
     def __call__(self) -> str:
         try:
-            self.repository.lookup_snapshot(self.version)
+            # a fresh Repository: this one's cache may still hold a snapshot gc deleted
+            ic.Repository.open(self.repository.storage).lookup_snapshot(self.version)
         except Exception as err:
             if not _compat.is_missing_object(err):
                 return ""  # cannot tell: the storage did not answer

@@ -23,13 +23,21 @@ import dask.array as da
 import numpy as np
 import zarr
 from anndata.io import read_elem, write_elem
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from ._compat import is_missing_object, is_storage_error, short_message
+from ._compat import is_decode_error, is_missing_object, is_storage_error, short_message
 from ._version import __version__
 from .annotated import AnnotatedData
 from .arrays import Progress, StorageConfig, create_matrix, create_matrix_like, lazy_matrix
 from .changes import ALIGNED, Changes, StoredState, matrix_name, stored_state
-from .errors import MissingChunkError, NotAnExperimentError, StoreError, TrialChangedError
+from .errors import (
+    CorruptChunkError,
+    MissingChunkError,
+    NotAnExperimentError,
+    StoreError,
+    TrialChangedError,
+    emit_user_warning,
+)
 from .names import check_name
 from .processing.provenance import lookup
 from .ragged import RaggedArray, is_ragged_group, read_ragged, write_ragged
@@ -40,6 +48,7 @@ __all__ = [
     "apply_changes",
     "describe_arrays",
     "read_trial",
+    "text_columns",
     "trial_attributes",
     "trial_token",
     "update_processing",
@@ -55,9 +64,42 @@ WriteArrays = Callable[[Sequence[Any], Sequence[zarr.Array], "Progress | None"],
 
 @contextmanager
 def _anndata_writes() -> Iterator[None]:
-    # Explicit settings: format 3, and no auto-sharding (it warns on every write_elem).
-    with ad.settings.override(zarr_write_format=3, auto_shard_zarr_v3=False):
+    # Explicit settings: format 3, no auto-sharding (it warns on every write_elem), and
+    # nullable strings (text columns with missing values stay missing; see text_columns).
+    with ad.settings.override(
+        zarr_write_format=3, auto_shard_zarr_v3=False, allow_write_nullable_strings=True
+    ):
         yield
+
+
+#: Every array zstore or anndata writes for a trial carries a crc32c checksum, so a
+#: changed byte in obs, var, uns or obsm is an error too, not a different value.
+CHECKSUMMED = {"compressors": [ZstdCodec(level=3), Crc32cCodec()]}
+
+
+def _write(group: zarr.Group, key: str, value: Any) -> None:
+    write_elem(group, key, value, dataset_kwargs=CHECKSUMMED)
+
+
+def text_columns(adata: ad.AnnData, label: str) -> None:
+    """Text columns of obs and var holding missing values become pandas' nullable
+    'string' dtype, in the caller's object too: anndata writes missing values of an
+    object column as the text 'None' or 'nan'."""
+    for axis in ("obs", "var"):
+        frame = getattr(adata, axis)
+        for column in frame.columns:
+            values = frame[column]
+            if values.dtype != object or not values.isna().any():
+                continue
+            present = values.dropna()
+            if not all(isinstance(v, str) for v in present):
+                continue
+            frame[column] = values.astype("string")
+            emit_user_warning(
+                f"{label}: {axis} column {column!r} holds missing values among text; it is "
+                f"stored (and now held) as pandas' nullable 'string' dtype so that they stay "
+                f"missing (anndata would store them as the text 'None' or 'nan')"
+            )
 
 
 def trial_attributes(
@@ -113,10 +155,11 @@ def write_trial(
             trial_id, token=uuid.uuid4().hex, created=time.time_ns(), provenance=provenance or {}
         )
     )
+    text_columns(adata, f"trial {trial_id!r}")
     with _anndata_writes():
-        write_elem(group, "obs", adata.obs)
-        write_elem(group, "var", adata.var)
-        write_elem(group, "uns", dict(adata.uns))
+        _write(group, "obs", adata.obs)
+        _write(group, "var", adata.var)
+        _write(group, "uns", dict(adata.uns))
         for attr in ALIGNED:
             node = _dict_group(group, attr)
             for key, value in getattr(adata, attr).items():
@@ -158,11 +201,11 @@ def _dict_group(group: zarr.Group, name: str) -> zarr.Group:
 
 def _write_aligned(node: zarr.Group, key: str, value: Any) -> None:
     if isinstance(value, RaggedArray):
-        write_ragged(node, key, value)
+        write_ragged(node, key, value, compressors=CHECKSUMMED["compressors"])
     elif isinstance(value, da.Array):
-        write_elem(node, key, value.compute())
+        _write(node, key, value.compute())
     else:
-        write_elem(node, key, value)
+        _write(node, key, value)
 
 
 def check_names(adata: ad.AnnData) -> None:
@@ -174,6 +217,14 @@ def check_names(adata: ad.AnnData) -> None:
     for frame, axis in ((adata.obs, "obs"), (adata.var, "var")):
         for column in frame.columns:
             check_name(str(column), kind=f"{axis} column name")
+    _check_keys(adata.uns, "uns")
+
+
+def _check_keys(mapping: Mapping[Any, Any], where: str) -> None:
+    for key, value in mapping.items():
+        check_name(key, kind=f"{where} key")
+        if isinstance(value, Mapping):
+            _check_keys(value, f"{where}[{key!r}]")
 
 
 # -- saving what changed -----------------------------------------------------------------
@@ -242,9 +293,9 @@ def apply_changes(
     with _anndata_writes():
         for key in ("obs", "var"):
             if key in changes.written:
-                write_elem(group, key, getattr(adata, key))
+                _write(group, key, getattr(adata, key))
         if "uns" in changes.written:
-            write_elem(group, "uns", dict(adata.uns))
+            _write(group, "uns", dict(adata.uns))
         for path in changes.removed:
             attr, _, key = path.partition("/")
             del group[attr][key]  # type: ignore[union-attr]
@@ -381,6 +432,14 @@ def read_trial(
 def _named_errors(label: str, element: str, explain: Callable[[], str] | None) -> Iterator[None]:
     try:
         yield
+    except (ValueError, RuntimeError) as err:
+        if is_storage_error(err) or not is_decode_error(err):
+            raise
+        raise CorruptChunkError(
+            f"{label} {element}: a stored chunk failed its checksum or cannot be decoded "
+            f"({type(err).__name__}: {str(err)[:120]}); its bytes changed after writing: run "
+            f"`zstore verify` to list damaged chunks and restore them from a copy"
+        ) from err
     except Exception as err:
         if not is_storage_error(err):
             raise
@@ -390,10 +449,12 @@ def _named_errors(label: str, element: str, explain: Callable[[], str] | None) -
                 f"storage is reachable, then retry"
             ) from err
         why = explain() if explain is not None else ""
+        why = why or (
+            "the store was damaged (an object deleted or truncated); run `zstore verify` "
+            "to list what is missing"
+        )
         raise MissingChunkError(
-            f"{label} {element}: stored data cannot be read ({short_message(err)}); "
-            f"{why or 'the store was damaged (an object deleted or truncated)'}; run "
-            f"`zstore verify` to list what is missing"
+            f"{label} {element}: stored data cannot be read ({short_message(err)}); {why}"
         ) from err
 
 

@@ -67,7 +67,10 @@ def verify_experiment(
             if isinstance(node, zarr.Array)
         ]
         for k, (path, array) in enumerate(arrays):
-            damage += _verify_array(trial_id, path, array)
+            try:
+                damage += _verify_array(trial_id, path, array)
+            except Exception as err:  # the array's manifest itself cannot be read
+                damage.append(Damage(trial_id, path, (), f"unreadable: {_reason(err)}"))
             if progress is not None:
                 progress(trial_id, k + 1, len(arrays))
     return damage
