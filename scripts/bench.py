@@ -113,6 +113,90 @@ def step_zstore_concat_mean(d: Path, **_: Any) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t, "bytes": allf.X.nbytes}
 
 
+S3_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import logging; logging.disable(logging.WARNING)
+import numpy as np, zstore as zs
+from s3server import S3Server
+s3 = S3Server().start()
+url = f"s3://{s3.new_bucket()}/exp.zarr"
+X = (np.random.default_rng(0).gamma(2, 50, (2048, 20000)) + 100).astype("float32")
+exp = zs.create_experiment(url, exp_id="E", storage_options=s3.options())
+s3.reset(); t = time.perf_counter()
+exp.add_trial("t", zs.AnnotatedData(X))
+out = {"write_s": time.perf_counter() - t, "write_requests": s3.count()}
+runs = []
+for _ in range(3):
+    s3.reset(); t = time.perf_counter()
+    trial = zs.open_experiment(url, storage_options=s3.options()).load_trial("t")
+    opened = (time.perf_counter() - t, s3.count())
+    s3.reset(); t = time.perf_counter(); trial.data.X.compute()
+    whole = (time.perf_counter() - t, s3.count())
+    s3.reset(); t = time.perf_counter(); trial.data.X[1234].compute(scheduler="sync")
+    trace = (time.perf_counter() - t, s3.count())
+    runs.append((opened, whole, trace))
+for i, name in enumerate(("open_load", "read_all", "one_trace")):
+    best = sorted(runs, key=lambda r: r[i][0])[1][i]  # the median of 3
+    out[name + "_s"], out[name + "_requests"] = best
+out["bytes"] = X.nbytes
+print("RESULT " + json.dumps(out))
+s3.stop()
+"""
+
+
+def _describe_source(src: str) -> str:
+    """A checkout as 'commit abc1234 (path)' (installed metadata names one version only)."""
+    commit = subprocess.run(
+        ["git", "-C", src, "log", "-1", "--format=%h %s"], capture_output=True, text=True
+    ).stdout.strip()
+    return f"{commit[:60]} ({src})" if commit else src
+
+
+def compare_s3(source: str) -> str:
+    """One trial on a local S3 server (moto): this zstore against another, same data."""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    results = {}
+    for which, src in (("other", source), ("this", None)):
+        env = {**os.environ, **({"PYTHONPATH": src} if src else {})}
+        proc = subprocess.run(
+            [sys.executable, "-c", S3_SCRIPT, tests],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
+        )
+        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        results[which] = json.loads(line[-1][7:]) if line else {"error": proc.stderr[-300:]}
+        print(f"  s3 {which}: {results[which]}", flush=True)
+    a, b = results["other"], results["this"]
+    lines = [
+        "One trial of 2048 ROIs x 20000 frames (164 MB) on moto's S3 server on 127.0.0.1; "
+        "median of 3; requests counted by the server. Other: "
+        f"{_describe_source(source)}; this: "
+        f"{_describe_source(str(Path(__file__).resolve().parent.parent))}.",
+        "",
+        "| what | other: time | other: requests | this: time | this: requests |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, label in (
+        ("write", "add_trial (write the trial)"),
+        ("open_load", "open_experiment + load_trial"),
+        ("read_all", "read all of X"),
+        ("one_trace", "one ROI's whole trace"),
+    ):
+        lines.append(
+            f"| {label} | {a[key + '_s']:.3f} s | {a[key + '_requests']} | "
+            f"{b[key + '_s']:.3f} s | {b[key + '_requests']} |"
+        )
+    gb = b["bytes"] / GB
+    lines.append(
+        f"\nWhole-trial read throughput: other {gb / a['read_all_s']:.2f} GB/s, "
+        f"this {gb / b['read_all_s']:.2f} GB/s."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def _reference_dff(F: Any, pct: float = 20) -> Any:
     """The reference tool's dF/F, row by row, as users run it today."""
     import numpy as np
@@ -416,6 +500,12 @@ def main() -> None:
         "--skip", default="", help="comma-separated steps to leave out (e.g. anndata_lazy)"
     )
     parser.add_argument(
+        "--s3-against",
+        default=None,
+        metavar="SRC",
+        help="compare one trial on a local S3 server (moto) with another zstore checkout",
+    )
+    parser.add_argument(
         "--against",
         default=None,
         metavar="SRC",
@@ -423,6 +513,12 @@ def main() -> None:
         "with both, on the same data, and compare them",
     )
     args = parser.parse_args()
+    if args.s3_against:
+        report = compare_s3(args.s3_against)
+        print(report)
+        if args.out:
+            Path(args.out).write_text(report)
+        return
     if args.compare:
         print(compare_storage(Path(args.out) if args.out else None))
         return
@@ -493,20 +589,14 @@ def compare_versions(d: Path, size: str, source: str) -> str:
             results[which][name] = run_step(name, folder, size, src)
             print(f"  {which:<5} {name:<22} {json.dumps(results[which][name])[:120]}", flush=True)
     versions = {
-        which: subprocess.run(
-            [sys.executable, "-c", "import zstore; print(zstore.__version__, zstore.__file__)"],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **({"PYTHONPATH": src} if src else {})},
-            cwd=d,
-        ).stdout.strip()
+        which: _describe_source(src or str(Path(__file__).resolve().parent.parent))
         for which, src in (("other", source), ("this", None))
     }
     n_rois, n_frames, n_trials = SIZES[size]
     lines = [
         f"Size `{size}`: {n_rois} ROIs x {n_frames} frames x {n_trials} trials; "
-        f"`scripts/bench --size {size} --against {source}`; other: zstore {versions['other']}; "
-        f"this: zstore {versions['this']}.",
+        f"`scripts/bench --size {size} --against {source}`; other: {versions['other']}; "
+        f"this: {versions['this']}.",
         "",
         "| step | other: time | this: time | this / other | other: peak RSS (MB) | this: peak RSS (MB) |",
         "|---|---:|---:|---:|---:|---:|",
