@@ -169,3 +169,19 @@ def test_a_list_equals_the_array_it_is_stored_as() -> None:
     assert not diff(state, adata)
     adata.uns["img"] = np.asarray(adata.uns["img"], dtype=np.float32)  # a new dtype is stored
     assert diff(state, adata).paths() == ["uns"]
+
+
+def test_numpy_scalars_and_sparse_matrices_with_nan_compare_as_stored() -> None:
+    import scipy.sparse as sp
+
+    adata, state = _trial(3, 4, 2)
+    adata.uns["fs"] = np.float64(30.0)  # stored 30.0, a Python float
+    assert not diff(state, adata)
+    adata.uns["fs"] = np.int64(30)  # an int is a change
+    assert diff(state, adata).paths() == ["uns"]
+    matrix = sp.csr_matrix(np.array([[np.nan, 0, 1], [0, 2, 0], [0, 0, 0]]))
+    adata, _ = _trial(3, 4, 2)
+    adata.obsp["graph"] = matrix
+    state = stored_state(adata, version="v", token="t", created=0, matrices={}, provenance={})
+    adata.obsp["graph"] = matrix.copy()
+    assert "obsp/graph" not in diff(state, adata).paths()

@@ -388,7 +388,7 @@ def test_missing_text_stays_missing_and_is_saved_once(where: Where) -> None:
         {"label": np.array([np.nan, "x", "y", None], dtype=object)}, index=list("0123")
     )
     exp = where.create(exp_id="E")
-    with pytest.warns(zs.ZstoreWarning, match="obs column 'label' holds missing values"):
+    with pytest.warns(zs.ZstoreWarning, match="obs column 'label' holds text .* missing values"):
         exp.add_trial("t", zs.AnnotatedData(np.ones((4, 3), dtype="float32"), obs=obs))
     label = where.open().load_trial("t").data.obs["label"]
     assert label.isna().tolist() == [True, False, False, True]
@@ -428,3 +428,91 @@ def test_migrate_never_writes_inside_the_old_store(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="inside the old store"):
         zs.migrate(old, old / "new.zarr")
     assert not (old / "new.zarr").exists()
+
+
+def test_a_local_repository_named_by_its_icechunk_storage_gets_the_same_locks(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "e.zarr"
+    zs.create_experiment(path, exp_id="E")
+    place = zs.store.resolve(icechunk.local_filesystem_storage(str(path)))
+    assert place.local == path  # so commits take the OS lock and writers hold leases
+    child = textwrap.dedent(
+        """
+        import sys, numpy as np, icechunk, zstore as zs
+        exp = zs.open_experiment(icechunk.local_filesystem_storage(sys.argv[1]), mode="r+")
+        for i in range(10):
+            exp.add_trial(f"{sys.argv[2]}{i}", zs.AnnotatedData(np.ones((8, 50), "f4")))
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", child, str(path), name]) for name in "ab"]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert len(zs.open_experiment(path).trialIDs) == 20  # no commit lost
+
+
+def test_values_anndata_would_change_are_converted_or_refused(where: Where) -> None:
+    exp = where.create(exp_id="E")
+    exp.add_trial("t", zs.AnnotatedData(np.ones((4, 3), dtype="float32")))
+    trial = where.open(mode="r+").load_trial("t")
+    data = trial.data
+    data.obs["snr"] = np.array([1.5, np.nan, 3.0, 4.0], dtype=object)
+    data.obs["n"] = np.array([1, None, 3, 4], dtype=object)
+    data.var["ok"] = np.array([True, False, None], dtype=object)
+    data.uns["fs"] = np.float64(30.0)  # a numpy scalar reads back as a Python float
+    with pytest.warns(zs.ZstoreWarning) as caught:
+        assert trial.save() == ["obs", "var", "uns"]
+    assert len(caught) == 3 and trial.save() == []
+    stored = where.open().load_trial("t").data
+    np.testing.assert_array_equal(stored.obs["snr"], [1.5, np.nan, 3.0, 4.0])
+    assert stored.obs["n"].tolist()[0] == 1 and stored.obs["n"].isna().tolist()[1]
+    assert stored.var["ok"].isna().tolist() == [False, False, True]
+    versions = len(where.open().history())
+    refused = {
+        "obs": lambda d: d.obs.__setitem__("mixed", np.array(["soma", 2, None, "x"], object)),
+        "uns list": lambda d: d.uns.__setitem__("notes", ["ok", None]),
+        "uns dicts": lambda d: d.uns.__setitem__("params", [{"sigma": 2}]),
+        "obsm frame": lambda d: d.obsm.__setitem__(
+            "meta", pd.DataFrame({"r": [b"V1", b"x", b"y", b"z"]}, index=d.obs_names)
+        ),
+    }
+    for what, edit in refused.items():
+        trial = where.open(mode="r+").load_trial("t")
+        edit(trial.data)
+        with pytest.raises(ValueError, match=r"would store .* as text"):
+            trial.save()
+        assert len(where.open().history()) == versions, what
+
+
+def test_the_users_own_processing_records_are_kept(where: Where) -> None:
+    adata = zs.AnnotatedData(np.arange(20, dtype="float32").reshape(4, 5) + 1)
+    adata.uns["processing"] = {"motion_correction": {"method": "rigid", "max_shift": 10}}
+    where.create(exp_id="E").add_trial("t", adata)
+    trial = where.open(mode="r+").load_trial("t")
+    trial.data.add_obs("depth", np.arange(4.0))
+    trial.data.add_layer("dFF", zs.normalize_dff(trial.data.X, normalize_pct=50))
+    trial.save()
+    del trial.data.layers["dFF"]
+    trial.save()
+    stored = where.open().load_trial("t").data.uns["processing"]
+    assert stored == {"motion_correction": {"max_shift": 10, "method": "rigid"}}
+
+
+def test_index_names_and_links_into_the_source_are_refused(tmp_path: Path) -> None:
+    import shutil
+
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    adata = zs.AnnotatedData(np.ones((3, 4), dtype="float32"))
+    adata.obs.index.name = "zarr.json"
+    with pytest.raises(InvalidNameError, match=r"obs index name 'zarr\.json'"):
+        exp.add_trial("t", adata)
+    old = tmp_path / "old.zarr"
+    shutil.copytree(Path(__file__).parent / "data" / "zstore-0.1.zarr", old)
+    (tmp_path / "link").symlink_to(old)
+    with pytest.raises(ValueError, match="inside the old store"):
+        zs.migrate(old, tmp_path / "link" / "new.zarr")
+    assert sorted(p.name for p in old.iterdir()) == [
+        "trials",
+        "zarr.json",
+        "zstore-journal",
+        "zstore-locks",
+    ]

@@ -158,7 +158,8 @@ def test_save_of_uns_and_obsm_changes(where: Where) -> None:
     del trial.data.obsm["med"]
     assert sorted(trial.save()) == ["layers/dFF", "obsm/med", "obsm/xpix", "uns"]
     again = where.open().load_trial("t-005").data
-    assert again.uns["processing"] == {"dFF": {"normalize_pct": 50}}  # a record per layer
+    # the user's own records are kept as written (zstore's own go with their layers)
+    assert again.uns["processing"] == {"dFF": {"normalize_pct": 50}, "gone": {"by": "hand"}}
     assert list(again.obsm["xpix"][3]) == [0, 1, 2, 3] and "med" not in again.obsm
 
 

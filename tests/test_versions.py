@@ -357,3 +357,99 @@ def test_gc_on_s3_spares_writes_under_way_and_reclaims_dead_ones(
     report = exp.collect_garbage(keep=datetime.timedelta(0), grace=datetime.timedelta(0))
     assert report.writers_running == 0 and report.chunks_deleted > 0
     assert zs.verify_experiment(exp) == []
+
+
+def test_gc_keeps_the_versions_a_running_writer_rebases_over(tmp_path: Path) -> None:
+    path = tmp_path / "e.zarr"
+    exp = zs.create_experiment(path, exp_id="E")
+    for tid in ("t", "u"):
+        exp.add_trial(tid, make_adata(16, 100, seed=len(tid)))
+    flag = tmp_path / "w"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_WRITER, str(path), str(flag)], stdout=subprocess.PIPE
+    )
+    while not flag.exists():
+        time.sleep(0.01)
+    other = zs.open_experiment(path, mode="r+").load_trial("u")  # moves main past its base
+    other.data.add_obs("depth", np.arange(16.0))
+    other.save()
+    report = zs.open_experiment(path, mode="r+").collect_garbage(
+        keep=datetime.timedelta(0), grace=datetime.timedelta(0)
+    )
+    assert report.writers_running == 1
+    out, _ = writer.communicate(timeout=120)
+    assert writer.returncode == 0 and b"saved" in out  # rebased over 'u', not refused
+    data = zs.open_experiment(path).load_trial("t").data
+    assert "late" in data.layers and zs.verify_experiment(zs.open_experiment(path)) == []
+
+
+def test_a_time_before_the_kept_versions_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "e.zarr"
+    exp = _experiment(path)
+    time.sleep(0.05)
+    when = datetime.datetime.now(datetime.UTC)
+    time.sleep(0.05)
+    trial = exp.load_trial("t-005")
+    trial.data.add_obs("depth", np.arange(20.0))
+    trial.save()
+    exp.collect_garbage(keep=datetime.timedelta(0), grace=datetime.timedelta(0))
+    with pytest.raises(VersionNotFoundError, match=r"keeps no version from .*expired by"):
+        zs.open_experiment(path, version=when)
+    before_creation = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+    with pytest.raises(VersionNotFoundError, match="has no version 2000-01-01"):
+        zs.open_experiment(path, version=before_creation)
+
+
+PAUSED_S3_WRITER = textwrap.dedent(
+    """
+    import datetime, json, os, signal, sys
+    import numpy as np, zstore as zs, zstore.leases as leases
+    leases.STALE_AFTER = datetime.timedelta(seconds=4)  # a day, in real life
+    leases.HEARTBEAT = 0.2
+    url, options, flag = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    trial = zs.open_experiment(url, mode="r+", storage_options=options).load_trial("t")
+    def pause(block, block_info=None):
+        if block.size and block_info[0]["array-location"][0][0] >= 32 and not os.path.exists(flag):
+            open(flag, "w").close()
+            os.kill(os.getpid(), signal.SIGSTOP)  # a laptop asleep, a VM paused
+        return block * 2
+    trial.data.add_layer("late", trial.data.X.map_blocks(pause, dtype=np.float32))
+    try:
+        trial.save()
+        print("saved")
+    except Exception as err:
+        print(type(err).__name__, err)
+    """
+)
+
+
+def test_an_s3_writer_paused_past_its_lease_gives_up(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    url, options = f"s3://{s3.new_bucket()}/e.zarr", s3.options()
+    config = StorageConfig(shard_bytes=16 * 256 * 4, inner_rois=16, inner_frames=256)
+    X = np.random.default_rng(0).random((64, 256)).astype(np.float32)
+    zs.create_experiment(url, exp_id="E", config=config, storage_options=options).add_trial(
+        "t", zs.AnnotatedData(X)
+    )
+    flag = tmp_path / "paused"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_S3_WRITER, url, json.dumps(options), str(flag)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    while not flag.exists():
+        time.sleep(0.01)
+    time.sleep(5)  # longer than its lease may go unrenewed
+    monkeypatch.setattr(zstore.leases, "STALE_AFTER", datetime.timedelta(seconds=4))
+    exp = zs.open_experiment(url, mode="r+", storage_options=options)
+    report = exp.collect_garbage(keep=datetime.timedelta(0), grace=datetime.timedelta(0))
+    assert report.writers_running == 0 and report.chunks_deleted > 0  # took its shards
+    writer.send_signal(signal.SIGCONT)
+    out, _ = writer.communicate(timeout=120)
+    assert out.startswith("ConflictError") and "nothing was saved" in out, out
+    exp = zs.open_experiment(url, storage_options=options)
+    assert "late" not in exp.load_trial("t").data.layers
+    assert zs.verify_experiment(exp) == []

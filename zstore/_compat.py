@@ -12,6 +12,9 @@ loudly when one of them changes.
   error that says what to do: silenced the same way around commits.
 - Icechunk's errors carry a multi-line context; zstore re-raises them as its own errors
   that name the experiment.
+- Icechunk's ``Storage`` has no accessor for where it points: ``local_path_of`` reads
+  the folder of a local storage from its repr (checked: 1.1.21), so that a repository
+  opened through a user-built storage still gets zstore's commit lock and leases.
 - zarr-python (checked: 3.1.6) has no public synchronous access to a store's keys:
   ``list_keys`` and ``read_bytes`` drive the async ``Store`` API with zarr's own ``sync``.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +40,7 @@ __all__ = [
     "is_missing_object",
     "is_storage_error",
     "list_keys",
+    "local_path_of",
     "local_storage",
     "quiet_icechunk",
     "read_bytes",
@@ -74,6 +79,19 @@ def quiet_icechunk(*targets: str) -> Iterator[None]:
         yield
     finally:
         ic.set_logs_filter(None)  # back to ICECHUNK_LOG, as Icechunk set it at import
+
+
+def local_path_of(storage: ic.Storage) -> str | None:
+    """The folder of a local-filesystem ``icechunk.Storage`` (None for other storages).
+
+    Icechunk 1.1 exposes no accessor; its repr is
+    ``ObjectStorage(backend=LocalFileSystemObjectStoreBackend(path=...))``.
+    """
+    found = re.fullmatch(
+        r"ObjectStorage\(backend=LocalFileSystemObjectStoreBackend\(path=(.*)\)\)",
+        repr(storage),
+    )
+    return found.group(1) if found else None
 
 
 def local_storage(path: str) -> ic.Storage:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -213,7 +214,13 @@ def same_value(a: Any, b: Any) -> bool:
     if _is_ragged(a) or _is_ragged(b):
         return _is_ragged(a) and _is_ragged(b) and _same_ragged(a, b)
     if _is_sparse(a) or _is_sparse(b):
-        return _is_sparse(a) and _is_sparse(b) and a.shape == b.shape and (a != b).nnz == 0
+        return _is_sparse(a) and _is_sparse(b) and _same_sparse(a, b)
+    if _is_number(a) and _is_number(b):  # a numpy scalar reads back as a Python number
+        kind_a, kind_b = np.asarray(a).dtype.kind, np.asarray(b).dtype.kind
+        same_kind = kind_a == kind_b or {kind_a, kind_b} <= {"i", "u"}
+        return same_kind and (a == b or (kind_a in "fc" and np.isnan(a) and np.isnan(b)))
+    if isinstance(a, str | np.str_) and isinstance(b, str | np.str_):
+        return str(a) == str(b)
     try:
         if type(a) is not type(b):
             return False
@@ -248,6 +255,26 @@ def _same_ragged(a: Any, b: Any) -> bool:
         return True  # immutable
     (oa, da_), (ob, db) = a.buffers(), b.buffers()
     return same_value(oa, ob) and same_value(da_, db)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Number | np.number | np.bool_) and not isinstance(
+        value, np.ndarray
+    )
+
+
+def _same_sparse(a: Any, b: Any) -> bool:
+    x, y = a.tocsr(copy=True), b.tocsr(copy=True)
+    for m in (x, y):
+        m.sum_duplicates()
+        m.sort_indices()
+    return (
+        x.shape == y.shape
+        and x.dtype == y.dtype
+        and np.array_equal(x.indptr, y.indptr)
+        and np.array_equal(x.indices, y.indices)
+        and np.array_equal(x.data, y.data, equal_nan=x.dtype.kind in "fc")
+    )
 
 
 def _is_sparse(value: Any) -> bool:

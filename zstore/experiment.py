@@ -32,6 +32,7 @@ from .errors import (
     UnsafeOverwriteError,
 )
 from .names import check_name
+from .storable import prepare
 from .store import (
     ENCODING_VERSION,
     EXPERIMENT_ENCODING,
@@ -46,7 +47,6 @@ from .trialio import (
     apply_changes,
     describe_arrays,
     read_trial,
-    text_columns,
     update_processing,
     write_trial,
 )
@@ -427,7 +427,7 @@ class Trial:
                 f"zs.open_experiment(store, mode='r+') to save it"
             )
         update_processing(self.data, self._state)
-        text_columns(self.data, f"trial {self.trialID!r}")
+        prepare(self.data, f"trial {self.trialID!r}")
         changes = diff(self._state, self.data)
         if not changes:
             return []

@@ -66,8 +66,9 @@ def migrate(
     store = _legacy_store(old, storage_options)
     where = str(old)
     if isinstance(new, str | os.PathLike) and isinstance(store, LocalStore):
-        inside = os.path.abspath(os.fspath(new))
-        if os.path.commonpath([inside, str(store.root)]) == str(store.root):
+        inside = os.path.realpath(os.fspath(new))
+        source = os.path.realpath(str(store.root))
+        if os.path.commonpath([inside, source]) == source:
             raise ValueError(
                 f"migrate {where} -> {new}: the new experiment would be written inside the "
                 f"old store, which zstore only reads; choose a path outside it"

@@ -105,6 +105,11 @@ def resolve(location: StoreLike, *, storage_options: Mapping[str, Any] | None = 
             f"{location!r} itself instead"
         )
     if isinstance(location, ic.Storage):
+        # A local repository needs zstore's commit lock and writers' leases whoever
+        # built its storage.
+        local = _compat.local_path_of(location)
+        if local is not None:
+            return resolve(local)
         label = "in-memory storage" if "InMemory" in repr(location) else repr(location)
         return Place(location, label=label)
     if isinstance(location, Store):

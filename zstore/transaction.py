@@ -133,7 +133,17 @@ class Repo:
         try:
             if isinstance(version, datetime.datetime):
                 when = version if version.tzinfo else version.astimezone()
-                return self.repository.readonly_session(branch=BRANCH, as_of=when)
+                session = self.repository.readonly_session(branch=BRANCH, as_of=when)
+                history = self.history()
+                if len(history) > 1 and str(session.snapshot_id) == history[-1].version:
+                    oldest = history[-2].time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                    raise VersionNotFoundError(
+                        f"{self.place.label} keeps no version from {when:%Y-%m-%d %H:%M:%S}: "
+                        f"the oldest it keeps is from {oldest} (older ones were expired by "
+                        f"`zstore gc`, or the experiment did not exist yet); list them with "
+                        f"`zstore history {self.place.label}`"
+                    )
+                return session
             if version is None:
                 return self.repository.readonly_session(branch=BRANCH)
             return self.repository.readonly_session(snapshot_id=version)
@@ -207,8 +217,12 @@ class Repo:
             raise ReadOnlyError(
                 f"{self.place.label} was opened read-only; open it with mode='r+' to write"
             )
-        with Leases(self.place).held(), _compat.icechunk_errors(self.place.label):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_compat.icechunk_errors(self.place.label))
             session = self.repository.writable_session(BRANCH)
+            # The lease names the base version, so gc keeps it (and what is written
+            # from now on) until this write ends.
+            lease = stack.enter_context(Leases(self.place).held(str(session.snapshot_id)))
             txn = Transaction(session)
             yield txn
             if not txn.changes:
@@ -216,6 +230,7 @@ class Repo:
             txn.finish()
             metadata = {"zstore": {"changes": list(txn.changes), "zstore_version": __version__}}
             self._flush()  # the new chunks reach the disk before a version refers to them
+            lease.check()
             with self._commit_lock(), _compat.quiet_icechunk("icechunk::session"):
                 try:
                     txn.snapshot = session.commit(
@@ -227,6 +242,14 @@ class Repo:
                     raise ConflictError(
                         f"{self.place.label}: {message!r} was not saved: other writers kept "
                         f"committing while it retried ({err}); nothing was saved: try again"
+                    ) from None
+                except ic.IcechunkError as err:
+                    if "transactions/" not in str(err):
+                        raise
+                    raise ConflictError(
+                        f"{self.place.label}: {message!r} was not saved: the versions it "
+                        f"started from were expired by `zstore gc` while it ran, so it cannot "
+                        f"be rebased; nothing was saved: run it again"
                     ) from None
                 self._flush()  # a commit that returned is on disk
 
@@ -264,16 +287,21 @@ class Repo:
         """
         now = datetime.datetime.now(datetime.UTC)
         leases = Leases(self.place)
-        running, oldest = leases.oldest()
+        live = leases.live()
         cutoff = now - grace
-        if oldest is not None:
-            cutoff = min(cutoff, oldest - SKEW)
+        if live.oldest is not None:
+            cutoff = min(cutoff, live.oldest - SKEW)
+        expire_before = now - keep
+        for base in live.bases:  # a writer rebases over the versions after its base
+            written = self._written_at(base)
+            if written is not None:
+                expire_before = min(expire_before, written)
         with _compat.icechunk_errors(self.place.label):
             if dry_run:  # Icechunk cannot rehearse an expiry: count what it would expire
                 history = self.history()
-                expired = {c.version for c in history[1:] if c.time < now - keep}
+                expired = {c.version for c in history[1:] if c.time < expire_before}
             else:
-                expired = self.repository.expire_snapshots(older_than=now - keep)
+                expired = self.repository.expire_snapshots(older_than=expire_before)
             summary = self.repository.garbage_collect(cutoff, dry_run=dry_run)
         return GarbageReport(
             versions_expired=len(expired),
@@ -282,8 +310,15 @@ class Repo:
             snapshots_deleted=int(summary.snapshots_deleted),
             bytes_deleted=int(summary.bytes_deleted),
             objects_cutoff=cutoff,
-            writers_running=running if leases.supported else None,
+            writers_running=live.writers if leases.supported else None,
         )
+
+    def _written_at(self, version: str) -> datetime.datetime | None:
+        try:
+            info = ic.Repository.open(self.repository.storage).lookup_snapshot(version)
+        except Exception:
+            return None  # gone already: nothing left to keep
+        return info.written_at
 
 
 class VersionProbe:

@@ -36,11 +36,11 @@ from .errors import (
     NotAnExperimentError,
     StoreError,
     TrialChangedError,
-    emit_user_warning,
 )
 from .names import check_name
 from .processing.provenance import lookup
 from .ragged import RaggedArray, is_ragged_group, read_ragged, write_ragged
+from .storable import prepare
 from .store import ENCODING_VERSION, TRIAL_ENCODING
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "apply_changes",
     "describe_arrays",
     "read_trial",
-    "text_columns",
     "trial_attributes",
     "trial_token",
     "update_processing",
@@ -65,7 +64,7 @@ WriteArrays = Callable[[Sequence[Any], Sequence[zarr.Array], "Progress | None"],
 @contextmanager
 def _anndata_writes() -> Iterator[None]:
     # Explicit settings: format 3, no auto-sharding (it warns on every write_elem), and
-    # nullable strings (text columns with missing values stay missing; see text_columns).
+    # nullable strings (text columns with missing values stay missing: zstore.storable).
     with ad.settings.override(
         zarr_write_format=3, auto_shard_zarr_v3=False, allow_write_nullable_strings=True
     ):
@@ -79,27 +78,6 @@ CHECKSUMMED = {"compressors": [ZstdCodec(level=3), Crc32cCodec()]}
 
 def _write(group: zarr.Group, key: str, value: Any) -> None:
     write_elem(group, key, value, dataset_kwargs=CHECKSUMMED)
-
-
-def text_columns(adata: ad.AnnData, label: str) -> None:
-    """Text columns of obs and var holding missing values become pandas' nullable
-    'string' dtype, in the caller's object too: anndata writes missing values of an
-    object column as the text 'None' or 'nan'."""
-    for axis in ("obs", "var"):
-        frame = getattr(adata, axis)
-        for column in frame.columns:
-            values = frame[column]
-            if values.dtype != object or not values.isna().any():
-                continue
-            present = values.dropna()
-            if not all(isinstance(v, str) for v in present):
-                continue
-            frame[column] = values.astype("string")
-            emit_user_warning(
-                f"{label}: {axis} column {column!r} holds missing values among text; it is "
-                f"stored (and now held) as pandas' nullable 'string' dtype so that they stay "
-                f"missing (anndata would store them as the text 'None' or 'nan')"
-            )
 
 
 def trial_attributes(
@@ -155,7 +133,7 @@ def write_trial(
             trial_id, token=uuid.uuid4().hex, created=time.time_ns(), provenance=provenance or {}
         )
     )
-    text_columns(adata, f"trial {trial_id!r}")
+    prepare(adata, f"trial {trial_id!r}")
     with _anndata_writes():
         _write(group, "obs", adata.obs)
         _write(group, "var", adata.var)
@@ -217,6 +195,8 @@ def check_names(adata: ad.AnnData) -> None:
     for frame, axis in ((adata.obs, "obs"), (adata.var, "var")):
         for column in frame.columns:
             check_name(str(column), kind=f"{axis} column name")
+        if frame.index.name is not None:
+            check_name(str(frame.index.name), kind=f"{axis} index name")
     _check_keys(adata.uns, "uns")
 
 
@@ -231,12 +211,11 @@ def _check_keys(mapping: Mapping[Any, Any], where: str) -> None:
 
 
 def update_processing(adata: ad.AnnData, state: StoredState) -> None:
-    """Make ``uns["processing"]`` describe the layers in hand, and only them.
+    """Make zstore's records in ``uns["processing"]`` describe the layers in hand.
 
     A layer computed by a zstore function gets its record (function, parameters, and
     its inputs named as stored). A record zstore made for a layer that is then removed
-    or replaced by other data goes with it; records the user wrote for existing layers
-    are kept.
+    or replaced by other data goes with it. Records the user wrote are kept as written.
     """
     if "processing" not in adata.uns:
         records: dict[str, Any] = {}
@@ -244,20 +223,24 @@ def update_processing(adata: ad.AnnData, state: StoredState) -> None:
         records = dict(adata.uns["processing"])
     stored_layers = {k.split("/", 1)[1]: v for k, v in state.matrices.items() if "/" in k}
     for name in list(records):
-        if name not in adata.layers:
-            del records[name]
+        if name not in adata.layers and _made_by_zstore(records[name]):
+            del records[name]  # the record of a layer that is gone
     for name, data in adata.layers.items():
         if isinstance(data, da.Array) and data.name == stored_layers.get(name):
             continue  # unchanged: keeps its record
         info = processing_record(data.name, state) if isinstance(data, da.Array) else None
         if info is not None:
             records[name] = info
-        elif isinstance(records.get(name), Mapping) and "zstore_version" in records[name]:
+        elif _made_by_zstore(records.get(name)):
             del records[name]  # zstore's record of the data this layer replaced
     if records:
         adata.uns["processing"] = records
     elif "processing" in adata.uns:
         del adata.uns["processing"]
+
+
+def _made_by_zstore(record: Any) -> bool:
+    return isinstance(record, Mapping) and "zstore_version" in record
 
 
 def apply_changes(
