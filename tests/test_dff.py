@@ -17,25 +17,7 @@ from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
 
 import zstore as zs
 from zstore.cli import main
-
-
-def reference_dff(arr: np.ndarray, pct: float) -> np.ndarray:
-    """The reference tool's definition, row by row, in float64."""
-    out = np.empty(arr.shape, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for i, row in enumerate(np.asarray(arr, dtype=np.float64)):
-            if np.isnan(row).any():
-                out[i] = np.nan
-                continue
-            t = np.percentile(row, pct)
-            below = row[row < t]
-            if below.size == 0:
-                out[i] = np.nan
-                continue
-            f0 = below.mean()
-            out[i] = (row - f0) / abs(f0) * 100
-    return out
-
+from zstore.processing.reference import reference_dff
 
 values = st.one_of(
     st.floats(-1000, 1000, width=32),
@@ -177,7 +159,7 @@ def test_concat_is_lazy_and_ordered(tmp_path: Path, reads: ReadCounter) -> None:
     assert allf.var_names[200] == "t-001:0"
     parts = [exp.load_trial(t).data.X.compute() for t in exp.trialIDs]
     np.testing.assert_array_equal(allf.X.compute(), np.concatenate(parts, axis=1))
-    with pytest.raises(KeyError, match="has no layer 'dFF'"):
+    with pytest.raises(KeyError, match="trial 't-000': there is no layer 'dFF'"):
         exp.concat(layer="dFF")
 
 

@@ -196,3 +196,20 @@ def test_a_persistent_outage_is_a_clear_error_and_the_store_stays_consistent(s3:
     retry.data.add_layer("dFF", zs.normalize_dff(retry.data.X, normalize_pct=50))
     retry.data.add_obs("depth", np.ones(40))
     assert retry.save() == ["layers/dFF", "obs", "uns"]
+
+
+def test_compute_dff_requests_grow_linearly_with_the_trials(s3: S3Server) -> None:
+    counts = {}
+    for n_trials in (2, 4, 8):
+        url = f"s3://{s3.new_bucket()}/exp.zarr"
+        exp = zs.create_experiment(url, exp_id="E", storage_options=s3.options())
+        for k in range(n_trials):
+            exp.add_trial(f"t-{k}", _trial(16, 128, seed=k))
+        exp = zs.open_experiment(url, mode="r+", storage_options=s3.options())
+        s3.reset()
+        zs.compute_dff(exp, layer="dFF", normalize_pct=30)
+        counts[n_trials] = s3.count()
+    per_trial = [(counts[4] - counts[2]) / 2, (counts[8] - counts[4]) / 4]
+    print(f"compute_dff requests for 2, 4, 8 trials: {counts}")
+    # linear: each trial costs the same; a listing per trial would grow it with N
+    assert abs(per_trial[1] - per_trial[0]) <= 0.1 * per_trial[0], counts

@@ -269,7 +269,7 @@ def test_html_reprs_describe_without_reading_chunks(tmp_path: Any, reads: ReadCo
         html = trial._repr_html_() + opened._repr_html_() + trial.data._repr_html_()
     assert "Experiment &#x27;RL109&#x27;" in html and "t-005" in html
     assert "40×100 float32, lazy (dask)" in html
-    assert "blosc" in html.lower() and "stored" in html
+    assert "blosc" in html.lower() and "uncompressed" in html
     assert "RaggedArray(n=40, dtype=int16, lazy)" in html
     assert not [k for k in reads.chunk_reads() if "/c/" in k and "/X/" in k]
 

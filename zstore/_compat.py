@@ -15,6 +15,16 @@ loudly when one of them changes.
 - Icechunk's ``Storage`` has no accessor for where it points: ``local_path_of`` reads
   the folder of a local storage from its repr (checked: 1.1.21), so that a repository
   opened through a user-built storage still gets zstore's commit lock and leases.
+- anndata (checked: 0.12.19) wraps aligned awkward arrays of views in a copy-on-write
+  view type that refuses subclasses; its only hook is the private singledispatch
+  ``anndata._core.views.as_view``. ``let_anndata_view`` registers zstore's immutable
+  RaggedArray there (its view is itself), the first time a RaggedArray is made.
+- awkward (checked: 2.14.0) re-picks an ``ak.Array``'s class from behaviours whenever
+  its layout changes, through ``Array._update_class``; RaggedArray overrides it to stay
+  itself, resetting the caches awkward's own version resets (``reset_awkward_caches``).
+- anndata (checked: 0.12.19) validates values put in an aligned mapping against its
+  known array types; a lazy RaggedArray is aligned by construction, so zstore puts it
+  in the mapping's private ``_data`` (``set_aligned``).
 - zarr-python (checked: 3.1.6) has no public synchronous access to a store's keys:
   ``list_keys`` and ``read_bytes`` drive the async ``Store`` API with zarr's own ``sync``.
 """
@@ -39,11 +49,14 @@ __all__ = [
     "is_decode_error",
     "is_missing_object",
     "is_storage_error",
+    "let_anndata_view",
     "list_keys",
     "local_path_of",
     "local_storage",
     "quiet_icechunk",
     "read_bytes",
+    "reset_awkward_caches",
+    "set_aligned",
     "short_message",
 ]
 
@@ -79,6 +92,32 @@ def quiet_icechunk(*targets: str) -> Iterator[None]:
         yield
     finally:
         ic.set_logs_filter(None)  # back to ICECHUNK_LOG, as Icechunk set it at import
+
+
+CHECKED_ANNDATA = "0.12.19"
+CHECKED_AWKWARD = "2.14.0"
+_VIEWS_REGISTERED: set[type] = set()
+
+
+def let_anndata_view(cls: type) -> None:
+    """Let anndata make views of AnnData objects that hold ``cls`` (an immutable array)."""
+    if cls in _VIEWS_REGISTERED:
+        return
+    from anndata._core.views import as_view
+
+    as_view.register(cls)(lambda array, view_args: array)
+    _VIEWS_REGISTERED.add(cls)
+
+
+def reset_awkward_caches(array: Any) -> None:
+    """What ``awkward.Array._update_class`` resets, without changing the class."""
+    array._numbaview = None
+    array._cpp_type = array._generator = array._lookup = None
+
+
+def set_aligned(adata: Any, attr: str, key: str, value: Any) -> None:
+    """Put ``value`` in ``adata.<attr>[key]`` without anndata's type check."""
+    getattr(adata, attr)._data[key] = value
 
 
 def local_path_of(storage: ic.Storage) -> str | None:

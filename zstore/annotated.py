@@ -7,7 +7,7 @@ be dask arrays over Zarr.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import anndata as ad
@@ -17,7 +17,10 @@ import pandas as pd
 from .errors import InvalidNameError, KeyNotFoundError
 from .names import check_name
 
-__all__ = ["AnnotatedData"]
+__all__ = ["ALIGNED", "AnnotatedData"]
+
+#: anndata's aligned mappings besides layers: entries stored one by one.
+ALIGNED = ("obsm", "varm", "obsp", "varp")
 
 
 class AnnotatedData(ad.AnnData):
@@ -60,7 +63,7 @@ class AnnotatedData(ad.AnnData):
         lines = [repr(self), "available attributes:", "\t.X (primary datamatrix)"]
         lines += ["\t.obs (obs metadata):", f"\t\t|- {_keys_text(self.obs.keys())}"]
         lines += ["\t.var (vars metadata):", f"\t\t|- {_keys_text(self.var.keys())}"]
-        for attr in ("uns", "obsm", "varm", "layers", "obsp", "varp"):
+        for attr in ("uns", *ALIGNED[:2], "layers", *ALIGNED[2:]):
             keys = list(getattr(self, attr).keys())
             if keys:
                 lines += [f"\t.{attr}:", f"\t\t|- {_keys_text(keys)}"]
@@ -83,12 +86,42 @@ class AnnotatedData(ad.AnnData):
     def to_memory(self, copy: bool = False) -> AnnotatedData:
         return _as_annotated(super().to_memory(copy=copy))
 
+    def matrix(self, layer: str | None = None) -> Any:
+        """X (``layer=None``) or the layer ``layer``: the ROIs x frames matrix to use.
+
+        Examples
+        --------
+        >>> import numpy as np, zstore as zs
+        >>> adata = zs.AnnotatedData(np.ones((2, 3), dtype="float32"))
+        >>> adata.matrix() is adata.X
+        True
+        >>> adata.matrix("dFF")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        zstore.errors.KeyNotFoundError: there is no layer 'dFF' (the layers are []); ...
+        """
+        if layer is None:
+            return self.X
+        if layer not in self.layers:
+            raise KeyNotFoundError(
+                f"there is no layer {layer!r} (the layers are {list(self.layers)}); compute "
+                f"it first (zs.compute_dff(exp, layer={layer!r}) or `zstore dff STORE --layer "
+                f"{layer}`), or use X (layer=None)"
+            )
+        return self.layers[layer]
+
     # -- the tutorial's verbs ------------------------------------------------------------
 
-    def add_layer(self, layer_name: str, data: Any) -> None:
+    def add_layer(
+        self, layer_name: str, data: Any, *, provenance: Mapping[str, Any] | None = None
+    ) -> None:
         """Add ``data`` (same shape as X) as the layer ``layer_name``.
 
-        A dask array stays lazy: nothing is computed until it is saved or computed.
+        A dask array stays lazy: nothing is computed until it is saved or computed. A
+        layer made by a zstore function (``zs.normalize_dff``, ...) carries how it was
+        made, recorded in ``uns["processing"]`` when it is saved; ``provenance`` records
+        how other data was made instead (a mapping of plain values), and replaces any
+        record the layer had.
 
         Examples
         --------
@@ -108,6 +141,20 @@ class AnnotatedData(ad.AnnData):
                 f"{self.shape} (ROIs x frames); pass an array of shape {self.shape}"
             )
         self.layers[layer_name] = data
+        records = dict(self.uns.get("processing", {}))
+        if provenance is not None:
+            if not isinstance(provenance, Mapping):
+                raise TypeError(
+                    f"add_layer({layer_name!r}): provenance must be a mapping such as "
+                    f"{{'function': 'my_filter', 'sigma': 2}}, got {type(provenance).__name__}"
+                )
+            records[layer_name] = dict(provenance)
+        else:
+            records.pop(layer_name, None)  # a record of the data this layer replaces
+        if records:
+            self.uns["processing"] = records
+        elif "processing" in self.uns:
+            del self.uns["processing"]
 
     def add_obs(self, obs_name: str, values: Iterable[Any]) -> None:
         """Add a column of per-ROI values to ``obs``.

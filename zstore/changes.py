@@ -21,10 +21,9 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-__all__ = ["ALIGNED", "Changes", "StoredState", "diff", "matrix_name", "stored_state"]
+from .annotated import ALIGNED
 
-#: anndata's aligned mappings besides layers, each saved entry by entry.
-ALIGNED = ("obsm", "varm", "obsp", "varp")
+__all__ = ["Changes", "StoredState", "diff", "matrix_name", "stored_state"]
 
 
 def matrix_name(version: str, trial_id: str, path: str) -> str:

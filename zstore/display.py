@@ -11,6 +11,8 @@ from typing import Any
 
 import dask.array as da
 
+from .annotated import ALIGNED
+
 __all__ = ["format_bytes", "html_annotated", "html_experiment", "html_trial"]
 
 _STYLE = (
@@ -57,7 +59,7 @@ def html_annotated(adata: Any) -> str:
     rows.append(
         ("var", f"{adata.n_vars} frames; columns: {', '.join(map(str, adata.var.columns)) or '-'}")
     )
-    for attr in ("obsm", "varm", "obsp", "varp"):
+    for attr in ALIGNED:
         for key, value in getattr(adata, attr).items():
             rows.append(
                 (
@@ -74,8 +76,8 @@ def html_trial(trial: Any) -> str:
     """HTML summary of a Trial, with how its matrices are stored."""
     title = f"Trial {trial.trialID!r} of experiment {trial.experiment.expID!r}"
     head = f"<div class='zs-h'>{escape(title)}</div>"
-    storage = trial.storage()
-    columns = ("array", "shape", "shard", "chunk", "codecs", "stored", "uncompressed")
+    storage = trial.storage(stored=False)  # metadata only: a repr reads no manifest
+    columns = ("array", "shape", "shard", "chunk", "codecs", "uncompressed")
     header = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
     body = "".join(
         "<tr>"
@@ -87,7 +89,6 @@ def html_trial(trial: Any) -> str:
                 "×".join(map(str, a["shards"])) if a["shards"] else "-",
                 "×".join(map(str, a["chunks"])),
                 ", ".join(a["codecs"]),
-                format_bytes(a["stored_bytes"]),
                 format_bytes(a["nbytes"]),
             )
         )

@@ -18,12 +18,14 @@ import dask.array as da
 import pandas as pd
 import zarr
 
-from .annotated import AnnotatedData
+from . import _compat
+from .annotated import ALIGNED, AnnotatedData
 from .arrays import Progress, StorageConfig
-from .changes import ALIGNED, StoredState, diff
+from .changes import StoredState, diff
 from .errors import (
     ExperimentExistsError,
     FormatVersionError,
+    KeyNotFoundError,
     LegacyFormatError,
     NotAnExperimentError,
     ReadOnlyError,
@@ -211,9 +213,11 @@ class Experiment:
         )
         return Trial(self, trial_id, data, state)
 
-    def storage_of(self, trial_id: str) -> list[dict[str, Any]]:
-        """How a trial's X and layers are stored (metadata only)."""
-        return describe_arrays(cast(zarr.Group, self._root[f"{TRIALS}/{trial_id}"]))
+    def layer_names(self, trial_id: str) -> list[str]:
+        """The layers of a trial in this version (metadata only)."""
+        check_name(trial_id, kind="trial ID")
+        group = self._root.get(f"{TRIALS}/{trial_id}/layers")
+        return sorted(cast(zarr.Group, group).array_keys()) if group is not None else []
 
     def open_zarr(self, path: str = "") -> zarr.Group:
         """The Zarr group at ``path`` in this version, read-only, for plain anndata/xarray.
@@ -326,18 +330,7 @@ class Experiment:
                 f"trials {differ} have different ROIs from trial {ids[0]!r}; concatenate "
                 f"trials of the same ROI set (pass trials=[...])"
             )
-        blocks = []
-        for trial in loaded:
-            if layer is None:
-                blocks.append(trial.data.X)
-            elif layer in trial.data.layers:
-                blocks.append(trial.data.layers[layer])
-            else:
-                raise TrialNotFoundError(
-                    f"trial {trial.trialID!r} has no layer {layer!r} (its layers: "
-                    f"{list(trial.data.layers)}); compute it first, e.g. "
-                    f"zs.compute_dff(exp, layer={layer!r})"
-                )
+        blocks = [_matrix(trial, layer) for trial in loaded]
         var = pd.concat([t.data.var.assign(trial=t.trialID) for t in loaded], axis=0, join="outer")
         var.index = pd.Index([f"{t.trialID}:{name}" for t in loaded for name in t.data.var_names])
         var["trial"] = pd.Categorical(var["trial"], categories=ids)
@@ -348,7 +341,7 @@ class Experiment:
             uns={"trials": ids, "layer": layer or "X"},
         )
         for key, value in first.obsm.items():
-            data.obsm._data[key] = value  # aligned by construction: same ROIs
+            _compat.set_aligned(data, "obsm", key, value)  # aligned: the same ROIs
         return data
 
     def _require_writable(self, action: str) -> None:
@@ -390,15 +383,15 @@ class Trial:
 
         return html_trial(self)
 
-    def storage(self) -> list[dict[str, Any]]:
+    def storage(self, *, stored: bool = True) -> list[dict[str, Any]]:
         """How X and each layer are stored: shape, dtype, shards, chunks, codecs, size.
 
-        Reads metadata only.
+        Reads the manifests for the stored sizes (``stored=False``: metadata only).
         """
         exp = self.experiment
         session = exp._repo.session(self.version)
         group = zarr.open_group(session.store, path=f"{TRIALS}/{self.trialID}", mode="r")
-        return describe_arrays(group)
+        return describe_arrays(group, stored=stored)
 
     def save(self, *, progress: Progress | None = None) -> list[str]:
         """Stream what changed since loading into the store; return what was written.
@@ -469,8 +462,15 @@ class Trial:
         for attr in ALIGNED:
             for key, value in getattr(fresh.data, attr).items():
                 if getattr(value, "origin", None) is not None:
-                    getattr(data, attr)._data[key] = value
+                    _compat.set_aligned(data, attr, key, value)
         self._state = fresh._state
+
+
+def _matrix(trial: Trial, layer: str | None) -> Any:
+    try:
+        return trial.data.matrix(layer)
+    except KeyNotFoundError as err:
+        raise KeyNotFoundError(f"trial {trial.trialID!r}: {err}") from None
 
 
 def _describe(paths: list[str], uns: Mapping[str, Any]) -> str:
@@ -746,22 +746,21 @@ def compute_dff(
     exp: Experiment,
     *,
     layer: str = "dFF",
-    normalize_pct: float = 20,
-    baseline: str = "percentile",
     trials: Sequence[str] | None = None,
-    overwrite: bool = False,
     source: str | None = None,
-    fs: float | None = None,
-    sig_baseline: float = 10.0,
-    win_baseline: float = 60.0,
+    overwrite: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    **dff_params: Any,
 ) -> list[str]:
     """Compute and save dF/F for every trial (or those named), one trial after another.
 
-    Streams: each trial's X (or ``source`` layer) is read, normalised and written one
-    shard per task, so memory stays at a few shards whatever the experiment's size.
-    Each trial is saved in its own transaction. ``baseline="maximin"`` takes ``fs``
-    from each trial's ``uns["fs"]`` unless given. Returns the trials written.
+    ``dff_params`` are :func:`zstore.normalize_dff`'s (``normalize_pct``, ``baseline``,
+    ``fs``, ``sig_baseline``, ``win_baseline``); with ``baseline="maximin"``, ``fs``
+    defaults to each trial's ``uns["fs"]``. ``source`` names the layer to start from
+    (default X). Streams: each trial's matrix is read, normalised and written one shard
+    per task, so memory stays at a few shards whatever the experiment's size. Each trial
+    is loaded just before it is computed and saved in its own transaction. Returns the
+    trials written.
 
     Examples
     --------
@@ -778,46 +777,38 @@ def compute_dff(
 
     exp._require_writable(f"save layer {layer!r}")
     check_name(layer, kind="layer name")
+    unknown_params = sorted(set(dff_params) - _DFF_PARAMS)
+    if unknown_params:
+        raise TypeError(
+            f"compute_dff got {unknown_params}, which normalize_dff does not take; its "
+            f"parameters are {sorted(_DFF_PARAMS)}"
+        )
     if isinstance(trials, str):
         trials = [trials]
-    ids = list(trials) if trials is not None else exp.trialIDs
+    ids = list(dict.fromkeys(trials if trials is not None else exp.trialIDs))
     unknown = [t for t in ids if t not in exp.trialIDs]
     if unknown:
         raise TrialNotFoundError(
             f"trials {unknown} are not in experiment {exp.expID!r}; its trials are {exp.trialIDs}"
         )
-    loaded = [exp.load_trial(tid) for tid in dict.fromkeys(ids)]
-    existing = [t.trialID for t in loaded if layer in t.data.layers]
+    existing = [tid for tid in ids if layer in exp.layer_names(tid)]
     if existing and not overwrite:
         raise ExperimentExistsError(
             f"trials {existing} already have a layer {layer!r}; pass overwrite=True "
             f"(--overwrite) to recompute it, or choose another layer name"
         )
-    for trial in loaded:
-        data = trial.data
-        if source is None:
-            values = data.X
-        elif source in data.layers:
-            values = data.layers[source]
-        else:
-            raise TrialNotFoundError(
-                f"trial {trial.trialID!r} has no layer {source!r} to compute dF/F from "
-                f"(its layers: {list(data.layers)})"
-            )
-        trial_fs = fs if fs is not None else data.uns.get("fs")
-        dff = normalize_dff(
-            values,
-            normalize_pct=normalize_pct,
-            baseline=baseline,
-            fs=trial_fs if baseline == "maximin" else None,
-            sig_baseline=sig_baseline,
-            win_baseline=win_baseline,
-            roi_names=data.obs_names,
-        )
-        data.add_layer(layer, dff)
+    for tid in ids:
+        trial = exp.load_trial(tid)
+        params = dict(dff_params)
+        if params.get("baseline") == "maximin" and params.get("fs") is None:
+            params["fs"] = trial.data.uns.get("fs")
+        dff = normalize_dff(_matrix(trial, source), roi_names=trial.data.obs_names, **params)
+        trial.data.add_layer(layer, dff)
         report = None
         if progress is not None:
-            tid = trial.trialID
             report = lambda done, total, tid=tid: progress(tid, done, total)  # noqa: E731
         trial.save(progress=report)
-    return list(dict.fromkeys(ids))
+    return ids
+
+
+_DFF_PARAMS = frozenset({"normalize_pct", "baseline", "fs", "sig_baseline", "win_baseline"})

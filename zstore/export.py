@@ -18,7 +18,7 @@ import anndata as ad
 import awkward as ak
 import zarr
 
-from .annotated import AnnotatedData
+from .annotated import ALIGNED, AnnotatedData
 from .arrays import store_matrices
 from .errors import ExperimentExistsError
 from .experiment import Experiment
@@ -116,7 +116,7 @@ def plain_anndata(adata: ad.AnnData) -> ad.AnnData:
     Lazy ragged masks become plain awkward arrays (read now: masks are small).
     """
     aligned: dict[str, dict[str, Any]] = {}
-    for attr in ("obsm", "varm", "obsp", "varp"):
+    for attr in ALIGNED:
         aligned[attr] = {}
         for key, value in getattr(adata, attr).items():
             if isinstance(value, RaggedArray):

@@ -16,18 +16,27 @@ import numpy as np
 __all__ = ["plot_raster", "plot_rois", "plot_traces"]
 
 
-def _pyplot() -> Any:
+def _matplotlib() -> Any:
     try:
         import matplotlib
-
-        if not _interactive():
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.colors
+        import matplotlib.figure
     except ImportError:
         raise ImportError(
             "zstore.plot needs matplotlib: pip install 'zstore[plot]' (or matplotlib)"
         ) from None
-    return plt
+    return matplotlib
+
+
+def _figure(figsize: tuple[float, float]) -> Any:
+    """A new figure: through pyplot in an interactive session (so it shows), else a
+    plain ``Figure`` (no backend is chosen or changed: ``figure.savefig`` works)."""
+    mpl = _matplotlib()
+    if _interactive():
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=figsize, layout="constrained")
+    return mpl.figure.Figure(figsize=figsize, layout="constrained")
 
 
 def _interactive() -> bool:
@@ -39,8 +48,7 @@ def _interactive() -> bool:
 def _axes(ax: Any, figsize: tuple[float, float]) -> Any:
     if ax is not None:
         return ax
-    _, ax = _pyplot().subplots(figsize=figsize, layout="constrained")
-    return ax
+    return _figure(figsize).add_subplot()
 
 
 def plot_rois(
@@ -62,7 +70,7 @@ def plot_rois(
     >>> ax.get_title()
     'ROIs coloured by npix'
     """
-    plt = _pyplot()
+    mpl = _matplotlib()
     if color_by not in data.obs:
         raise KeyError(f"obs has no column {color_by!r}; its columns are {list(data.obs.columns)}")
     suite2p = data.uns.get("suite2p", {})
@@ -78,8 +86,8 @@ def plot_rois(
     values = np.asarray(data.obs[color_by], dtype=np.float64)
     finite = values[np.isfinite(values)]
     vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
-    norm = plt.Normalize(vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1)
-    colours = plt.get_cmap(cmap)(norm(values))
+    norm = mpl.colors.Normalize(vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1)
+    colours = mpl.colormaps[cmap](norm(values))
     overlay = np.zeros((*background.shape, 4), dtype=np.float32)
     for ypix, xpix, colour in zip(data.obsm["ypix"], data.obsm["xpix"], colours, strict=True):
         inside = (
@@ -88,7 +96,7 @@ def plot_rois(
         overlay[ypix[inside], xpix[inside]] = (*colour[:3], 0.6)
     ax.imshow(overlay)
     ax.figure.colorbar(
-        plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=color_by, shrink=0.8
+        mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=color_by, shrink=0.8
     )
     ax.set_title(f"ROIs coloured by {color_by}")
     ax.set_axis_off()
@@ -173,7 +181,6 @@ def plot_traces(
     >>> len(fig.axes)
     2
     """
-    plt = _pyplot()
     values = _matrix(data, layer)
     names = list(data.obs_names)
     chosen = list(rois) if rois is not None else names[:5]
@@ -185,7 +192,7 @@ def plot_traces(
     times = data.var["time"].to_numpy() if "time" in data.var else np.arange(values.shape[1])
     n_panels = 1 + len(channels)
     if fig is None:
-        fig = plt.figure(figsize=(10, 3 + 1.2 * len(channels)), layout="constrained")
+        fig = _figure((10, 3 + 1.2 * len(channels)))
     axes = fig.subplots(
         n_panels, 1, sharex=True, height_ratios=[3] + [1] * len(channels), squeeze=False
     )[:, 0]
@@ -212,11 +219,6 @@ def _position(roi: Any, n: int) -> int:
 
 
 def _matrix(data: Any, layer: str | None) -> Any:
-    if layer is None:
-        return data.X
-    if layer not in data.layers:
-        raise KeyError(
-            f"no layer {layer!r} (layers: {list(data.layers)}); compute it with "
-            f"zs.compute_dff(exp, layer={layer!r}) or pass layer=None for X"
-        )
-    return data.layers[layer]
+    if hasattr(data, "matrix"):
+        return data.matrix(layer)
+    return data.X if layer is None else data.layers[layer]

@@ -16,6 +16,8 @@ import awkward as ak
 import numpy as np
 import zarr
 
+from . import _compat
+
 __all__ = ["RaggedArray", "is_ragged_group", "read_ragged", "write_ragged"]
 
 AWKWARD_ENCODING = {"encoding-type": "awkward-array", "encoding-version": "0.1.0"}
@@ -55,6 +57,7 @@ class RaggedArray(ak.Array):
         *,
         origin: str | None = None,
     ):
+        _compat.let_anndata_view(type(self))
         self._origin = origin if rows is None else None
         self._offsets_source = offsets
         self._offsets: np.ndarray | None = offsets if isinstance(offsets, np.ndarray) else None
@@ -83,9 +86,9 @@ class RaggedArray(ak.Array):
         )
 
     def _update_class(self, restore: Any = None) -> None:
-        # awkward re-picks the class from behaviors on every layout change; stay ours.
-        self._numbaview = None
-        self._cpp_type = self._generator = self._lookup = None
+        # awkward re-picks the class from behaviors on every layout change; stay ours
+        # (awkward's hook, named in zstore/_compat.py with the version it was checked on)
+        _compat.reset_awkward_caches(self)
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[Any], *, dtype: Any = None) -> RaggedArray:
@@ -294,25 +297,3 @@ def read_ragged(node: zarr.Group, *, origin: str | None = None) -> RaggedArray:
     ``origin`` names the stored version and path, so a save can tell it is unchanged.
     """
     return RaggedArray(node[_OFFSETS_KEY], node[_DATA_KEY], origin=origin)  # type: ignore[arg-type]
-
-
-def _register_with_anndata() -> None:
-    import warnings
-
-    from anndata import ExperimentalFeatureWarning
-
-    # zstore, not its user, chose anndata's awkward encoding for masks: anndata's notice
-    # about it would otherwise repeat on every access to obsm.
-    warnings.filterwarnings(
-        "ignore",
-        message="Support for Awkward Arrays is currently experimental",
-        category=ExperimentalFeatureWarning,
-    )
-    # anndata wraps aligned awkward arrays of views in a copy-on-write view type that
-    # it refuses for subclasses; a RaggedArray is immutable, so its view is itself.
-    from anndata._core.views import as_view
-
-    as_view.register(RaggedArray)(lambda array, view_args: array)
-
-
-_register_with_anndata()

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .annotated import ALIGNED
 from .errors import emit_user_warning
 
 __all__ = ["prepare"]
@@ -32,7 +33,7 @@ def prepare(adata: Any, label: str) -> None:
     """Make every element of ``adata`` storable exactly, or raise ValueError naming it."""
     for axis in ("obs", "var"):
         _frame(getattr(adata, axis), f"{label} {axis}")
-    for attr in ("obsm", "varm", "obsp", "varp"):
+    for attr in ALIGNED:
         mapping = getattr(adata, attr)
         for key in list(mapping.keys()):
             value = mapping[key]

@@ -25,11 +25,12 @@ import zarr
 from anndata.io import read_elem, write_elem
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from . import _compat
 from ._compat import is_decode_error, is_missing_object, is_storage_error, short_message
 from ._version import __version__
-from .annotated import AnnotatedData
+from .annotated import ALIGNED, AnnotatedData
 from .arrays import Progress, StorageConfig, create_matrix, create_matrix_like, lazy_matrix
-from .changes import ALIGNED, Changes, StoredState, matrix_name, stored_state
+from .changes import Changes, StoredState, matrix_name, stored_state
 from .errors import (
     CorruptChunkError,
     MissingChunkError,
@@ -38,7 +39,7 @@ from .errors import (
     TrialChangedError,
 )
 from .names import check_name
-from .processing.provenance import lookup
+from .processing.provenance import describe, provenance_of
 from .ragged import RaggedArray, is_ragged_group, read_ragged, write_ragged
 from .storable import prepare
 from .store import ENCODING_VERSION, TRIAL_ENCODING
@@ -146,6 +147,15 @@ def write_trial(
     targets = [_new_matrix(group, "X", X, config)]
     targets += [_new_matrix(layers, name, data, config) for name, data in adata.layers.items()]
     write_arrays([X, *adata.layers.values()], targets, progress)
+    _report_nan_rows(f"trial {trial_id!r}", {"X": X, **adata.layers})
+
+
+def _report_nan_rows(label: str, arrays: Mapping[str, Any]) -> None:
+    # What the blocks of a lazy dF/F found while they were written: one warning each.
+    for name, data in arrays.items():
+        nan_rows = getattr(data, "nan_rows", None)
+        if nan_rows is not None:
+            nan_rows.warn(f"{label} layer {name!r}: ")
 
 
 def _new_matrix(group: zarr.Group, name: str, source: Any, config: StorageConfig) -> zarr.Array:
@@ -228,11 +238,13 @@ def update_processing(adata: ad.AnnData, state: StoredState) -> None:
     for name, data in adata.layers.items():
         if isinstance(data, da.Array) and data.name == stored_layers.get(name):
             continue  # unchanged: keeps its record
-        info = processing_record(data.name, state) if isinstance(data, da.Array) else None
+        if name in records and not _made_by_zstore(records[name]):
+            continue  # the user's own record of this data (add_layer(provenance=...))
+        info = processing_record(data, state)
         if info is not None:
             records[name] = info
-        elif _made_by_zstore(records.get(name)):
-            del records[name]  # zstore's record of the data this layer replaced
+        else:
+            records.pop(name, None)  # zstore's record of the data this layer replaced
     if records:
         adata.uns["processing"] = records
     elif "processing" in adata.uns:
@@ -295,35 +307,19 @@ def apply_changes(
         for name in changes.layers_written
     ]
     write_arrays([adata.layers[n] for n in changes.layers_written], targets, progress)
+    _report_nan_rows(label, {n: adata.layers[n] for n in changes.layers_written})
     meta = dict(group.attrs["zstore"])  # type: ignore[arg-type]
     meta["commit"] = uuid.uuid4().hex
     group.attrs["zstore"] = meta
 
 
-def processing_record(name: str, state: StoredState) -> dict[str, Any] | None:
-    """How the lazy array ``name`` was computed, with its inputs named as stored."""
-    info = lookup(name)
-    if info is None:
+def processing_record(data: Any, state: StoredState) -> dict[str, Any] | None:
+    """How ``data`` was computed, with its inputs named as stored (None: unknown)."""
+    record = provenance_of(data)
+    if record is None:
         return None
     stored = {dask_name: path for path, dask_name in state.matrices.items()}
-    for key in ("input", "neuropil"):
-        if key in info:
-            info["source" if key == "input" else key] = _source_text(info.pop(key), stored)
-    info["zstore_version"] = __version__
-    return info
-
-
-def _source_text(name: str, stored: dict[str, str], depth: int = 0) -> str:
-    if name in stored:
-        return stored[name]
-    info = lookup(name)
-    if info is None or depth > 4:
-        return "a computed array"
-    inputs = [
-        _source_text(info.pop(k), stored, depth + 1) for k in ("input", "neuropil") if k in info
-    ]
-    params = [f"{k}={v!r}" for k, v in info.items() if k != "function"]
-    return f"{info['function']}({', '.join(inputs + params)})"
+    return {**describe(record, stored), "zstore_version": __version__}
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -399,7 +395,7 @@ def read_trial(
         for key, ragged in entries.items():
             # anndata validates aligned values against its known array types; a lazy
             # ragged array is aligned by construction (one entry per ROI), so attach it.
-            getattr(adata, attr)._data[key] = ragged
+            _compat.set_aligned(adata, attr, key, ragged)
     state = stored_state(
         adata,
         version=version,
@@ -441,8 +437,12 @@ def _named_errors(label: str, element: str, explain: Callable[[], str] | None) -
         ) from err
 
 
-def describe_arrays(group: zarr.Group) -> list[dict[str, Any]]:
-    """Shape, chunking, codecs and sizes of X and each layer (metadata and manifests)."""
+def describe_arrays(group: zarr.Group, *, stored: bool = True) -> list[dict[str, Any]]:
+    """Shape, chunking, codecs and sizes of X and each layer.
+
+    Metadata only, unless ``stored``: then also the stored size of each (read from
+    the manifests).
+    """
     entries = [("X", group["X"])]
     if "layers" in group:
         entries += [(f"layers/{k}", v) for k, v in group["layers"].arrays()]  # type: ignore[union-attr]
@@ -458,7 +458,7 @@ def describe_arrays(group: zarr.Group) -> list[dict[str, Any]]:
                 "chunks": tuple(arr.chunks),
                 "codecs": [type(c).__name__ for c in arr.compressors],
                 "nbytes": int(arr.nbytes),
-                "stored_bytes": int(arr.nbytes_stored()),
+                **({"stored_bytes": int(arr.nbytes_stored())} if stored else {}),
             }
         )
     return out

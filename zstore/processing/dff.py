@@ -8,23 +8,22 @@ Maximin baseline (suite2p's, for drift and bleaching): Gaussian smoothing, then 
 minimum, then a running maximum over ``win_baseline`` seconds.
 
 A row with a NaN, or with nothing strictly below ``t``, becomes all-NaN; one warning
-names those ROIs (for dask input: once per compute, when the blocks run).
+names those ROIs (for dask input: when the result is computed, or saved, once; the
+report travels with the lazy result, see :mod:`zstore.processing.provenance`).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
-from dask.callbacks import Callback
 
 from ..errors import emit_user_warning
-from .provenance import record
+from .provenance import NaNRows, derived
 
 __all__ = ["neuropil_correct", "normalize_dff"]
 
@@ -76,7 +75,9 @@ def normalize_dff(
     data = np.asarray(arr)
     out, bad = _dff_block(data, params)
     if bad.any():
-        emit_user_warning(_nan_message(np.flatnonzero(bad), len(data), params, roi_names))
+        rows = np.flatnonzero(bad)
+        labels = [roi_names[int(i)] for i in rows] if roi_names is not None else rows.tolist()
+        emit_user_warning(_nan_message(np.asarray(labels, dtype=object), len(data), params))
     return out
 
 
@@ -98,16 +99,8 @@ def neuropil_correct(F: Any, Fneu: Any, *, coeff: float = 0.7) -> Any:
         out = (F.astype(np.float32) - np.float32(coeff) * Fneu.astype(np.float32)).astype(
             np.float32
         )
-        record(
-            out.name,
-            {
-                "function": "neuropil_correct",
-                "coeff": float(coeff),
-                "input": F.name,
-                "neuropil": Fneu.name,
-            },
-        )
-        return out
+        record = {"function": "neuropil_correct", "coeff": float(coeff), "input": F}
+        return derived(out, {**record, "neuropil": Fneu})
     return (np.asarray(F, np.float32) - np.float32(coeff) * np.asarray(Fneu, np.float32)).astype(
         np.float32
     )
@@ -236,89 +229,44 @@ def _maximin_rows(x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np
     return dff.astype(np.float32), np.asarray(bad)
 
 
-# -- lazy (dask) path, and one warning per compute --------------------------------------
+# -- lazy (dask) path ------------------------------------------------------------------------
 
 
 def _lazy(arr: da.Array, params: dict[str, Any], roi_names: Sequence[Any] | None) -> da.Array:
     if arr.numblocks[1] != 1:
         arr = arr.rechunk({1: -1})
-    key = tokenize(arr.name, params)
-    _REPORTS.register(key, arr.shape[0], params, roi_names)
-    record(f"normalize_dff-{key}", {"function": "normalize_dff", **params, "input": arr.name})
-    return da.map_blocks(
+    describe = functools.partial(_nan_message, n_rows=arr.shape[0], params=params)
+    nan_rows = NaNRows(arr.shape[0], describe, roi_names)
+    out = da.map_blocks(
         _dff_dask_block,
         arr,
         params=params,
-        report_key=key,
+        nan_rows=nan_rows,
         dtype=np.float32,
         meta=np.empty((0, 0), dtype=np.float32),
-        name=f"normalize_dff-{key}",
+        name=f"normalize_dff-{tokenize(arr.name, params)}",
     )
+    return derived(out, {"function": "normalize_dff", **params, "input": arr}, nan_rows=nan_rows)
 
 
 def _dff_dask_block(
-    x: np.ndarray, params: dict[str, Any], report_key: str, block_info: Any = None
+    x: np.ndarray, params: dict[str, Any], nan_rows: NaNRows, block_info: Any = None
 ) -> np.ndarray:
     out, bad = _dff_block(np.asarray(x), params)
     if bad.any():
         first_row = block_info[0]["array-location"][0][0] if block_info else 0
-        _REPORTS.add(report_key, np.flatnonzero(bad) + first_row)
+        nan_rows.add(np.flatnonzero(bad) + first_row)
     return out
 
 
-class _Reports:
-    """All-NaN rows found by dask blocks, gathered until their compute finishes."""
-
-    def __init__(self, keep: int = 256):
-        self._lock = threading.Lock()
-        self._meta: OrderedDict[str, tuple[int, dict[str, Any], Sequence[Any] | None]] = (
-            OrderedDict()
-        )
-        self._found: dict[str, list[np.ndarray]] = {}
-        self._keep = keep
-
-    def register(self, key: str, n_rows: int, params: dict[str, Any], names: Any) -> None:
-        with self._lock:
-            self._meta[key] = (n_rows, params, names)
-            self._meta.move_to_end(key)
-            while len(self._meta) > self._keep:
-                self._meta.popitem(last=False)
-
-    def add(self, key: str, rows: np.ndarray) -> None:
-        with self._lock:
-            self._found.setdefault(key, []).append(rows)
-
-    def flush(self) -> None:
-        with self._lock:
-            found, self._found = self._found, {}
-        for key, parts in found.items():
-            n_rows, params, names = self._meta.get(key, (0, {}, None))
-            rows = np.unique(np.concatenate(parts))
-            emit_user_warning(_nan_message(rows, n_rows, params, names))
-
-
-_REPORTS = _Reports()
-
-
-class _WarnWhenComputeFinishes(Callback):
-    def _finish(self, dsk: Any, state: Any, errored: bool) -> None:
-        _REPORTS.flush()
-
-
-_WarnWhenComputeFinishes().register()
-
-
-def _nan_message(
-    rows: np.ndarray, n_rows: int, params: dict[str, Any], names: Sequence[Any] | None
-) -> str:
-    labels = [str(names[i]) for i in rows] if names is not None else [int(i) for i in rows]
-    shown = labels[:20]
+def _nan_message(labels: np.ndarray, n_rows: int, params: dict[str, Any]) -> str:
+    shown = [label.item() if isinstance(label, np.generic) else label for label in labels[:20]]
     more = f" and {len(labels) - 20} more" if len(labels) > 20 else ""
     if params.get("baseline") == "percentile":
         why = f"a NaN in the trace, or no frame below the {params['normalize_pct']:g}th percentile"
     else:
         why = "a NaN or infinite value in the trace"
     return (
-        f"normalize_dff: {len(rows)} of {n_rows} ROIs have an all-NaN dF/F ({why}): "
+        f"normalize_dff: {len(labels)} of {n_rows} ROIs have an all-NaN dF/F ({why}): "
         f"ROIs {shown}{more}"
     )
