@@ -18,12 +18,34 @@ from zstore.cli import main as cli_main
 ROOT = Path(__file__).resolve().parent.parent
 
 
+IO_TABLE = """## Which calls read or write the store
+
+Nothing reads chunk data unless asked. Attributes never do I/O; methods that do say so.
+
+| call | reads | writes |
+|---|---|---|
+| `open_experiment`, `exp.refresh()` | the repository's config, the branch, one snapshot (every node's metadata) | - |
+| `exp.expID`, `exp.trialIDs`, `exp.version`, `exp.config`, `len(exp)`, `in` | nothing (the snapshot read at open) | - |
+| `exp.load_trial`, `exp.concat` | each trial's obs, var, uns and eager obsm (manifests and their chunks) | - |
+| `exp.layer_names`, `exp.open_zarr` | nothing (metadata of the snapshot) | - |
+| `trial.data` verbs (`add_layer`, `add_obs`, ...), `normalize_dff` on dask | nothing | - |
+| `.compute()`, indexing lazy X / layers / masks | the chunks selected | - |
+| `trial.storage()` | the manifests (stored sizes); `storage(stored=False)`: nothing | - |
+| `exp.history()` | every snapshot of main | - |
+| `trial.save()`, `exp.add_trial`, `exp.remove_trial`, `compute_dff`, `create_experiment`, `ingest_suite2p`, `migrate` | what they compute from | new chunks, then one commit |
+| `exp.collect_garbage` | every snapshot and manifest kept | deletes expired snapshots and unreferenced objects |
+| `verify_experiment`, `export` | every chunk | `export`: the new file |
+
+"""
+
+
 def api_page() -> str:
     parts = [
         "# zstore API",
         "",
         "Generated from the docstrings by `scripts/gen_docs.py`; every example here runs in the test suite.",
         "",
+        IO_TABLE,
     ]
     names = [n for n in zs.__all__ if not n.startswith("_")] + [
         "plot.plot_rois",

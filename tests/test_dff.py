@@ -23,6 +23,7 @@ values = st.one_of(
     st.floats(-1000, 1000, width=32),
     st.sampled_from([0.0, 1.0, 1.0, 2.0, -3.0, 100.0]),  # ties at the percentile
     st.just(np.nan),
+    st.sampled_from([np.inf, -np.inf]),
 )
 
 
@@ -218,3 +219,50 @@ def test_cli_dff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "dFF_mm" not in exp.load_trial("t-000").data.layers
     assert main(["dff", str(tmp_path / "e.zarr")]) == 1
     assert "already have a layer 'dFF'" in capsys.readouterr().err
+
+
+def test_provenance_travels_with_the_layer_and_goes_with_it(tmp_path: Path) -> None:
+    F = (np.random.default_rng(3).gamma(2, 30, (12, 200)) + 100).astype(np.float32)
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    adata = zs.AnnotatedData(F)
+    adata.layers["Fneu"] = F * 0.3
+    exp.add_trial("t", adata)
+    trial = exp.load_trial("t")
+    data = trial.data
+    many = [zs.normalize_dff(data.X, normalize_pct=p % 100) for p in range(2000)]
+    first = many[0]  # no registry, no limit: the first of 2000 still knows what it is
+    assert zs.processing.provenance.provenance_of(first)["normalize_pct"] == 0.0  # type: ignore[index]
+    corrected = zs.neuropil_correct(data.X, data.layers["Fneu"], coeff=0.7)
+    data.add_layer("dFF", zs.normalize_dff(corrected, normalize_pct=20))
+    data.add_layer("scaled", zs.normalize_dff(data.X, normalize_pct=20) * 1)  # another array
+    data.add_layer("mine", np.zeros(data.shape, np.float32), provenance={"function": "mine"})
+    trial.save()
+    records = exp.load_trial("t").data.uns["processing"]
+    assert records["dFF"]["function"] == "normalize_dff"
+    assert records["dFF"]["source"] == "neuropil_correct(X, layers/Fneu, coeff=0.7)"
+    assert "scaled" not in records  # dff * 1 is not normalize_dff's output: no record
+    assert records["mine"] == {"function": "mine"}
+    trial = exp.load_trial("t")
+    trial.data.layers["dFF"] = np.full(trial.data.shape, -1, np.float32)  # replaced by numpy
+    trial.save()
+    assert "dFF" not in exp.load_trial("t").data.uns["processing"], "no stale record"
+
+
+def test_all_nan_rows_are_reported_once_per_save_without_a_global_hook(tmp_path: Path) -> None:
+    from dask.callbacks import Callback
+
+    F = np.random.default_rng(1).random((30, 50)).astype("float32") + 1
+    F[[3, 17]] = np.nan
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    exp.add_trial("t", zs.AnnotatedData(F))
+    hooks = set(Callback.active)
+    trial = exp.load_trial("t")
+    trial.data.add_layer("dFF", zs.normalize_dff(trial.data.X, roi_names=trial.data.obs_names))
+    assert set(Callback.active) == hooks
+    with pytest.warns(zs.ZstoreWarning) as caught:
+        trial.save()
+    ours = [str(w.message) for w in caught if issubclass(w.category, zs.ZstoreWarning)]
+    assert ours == [
+        "trial 't' layer 'dFF': normalize_dff: 2 of 30 ROIs have an all-NaN dF/F (a NaN in "
+        "the trace, or no frame below the 20th percentile): ROIs ['3', '17']"
+    ]

@@ -167,7 +167,9 @@ def test_a_flipped_byte_in_obs_or_masks_is_an_error_not_a_value(
     _flip(chunk_object(tmp_path / "e.zarr", exp, f"trials/t-005/{element}"), 60)
     reopened = zs.open_experiment(tmp_path / "e.zarr")
     if element.startswith("obs/"):
-        with pytest.raises(CorruptChunkError, match="trial 't-005' obs: a stored chunk failed"):
+        with pytest.raises(
+            CorruptChunkError, match="trial 't-005' obs: stored data failed its crc32c"
+        ):
             reopened.load_trial("t-005")
     damage = verify_experiment(reopened)
     assert [d.array for d in damage] == ["/".join(element.split("/")[:-2])]

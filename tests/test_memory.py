@@ -9,16 +9,22 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = """
+#: Shared by the scripts below: VmHWM is this process's own peak (ru_maxrss after
+#: fork+exec starts at the parent's RSS).
+PRELUDE = """
 import json, sys
 import dask.array as da, numpy as np, zstore as zs
 
 def peak_mb():
-    # VmHWM: this process's own peak; ru_maxrss after fork+exec starts at the parent's
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 n_rois, n_frames, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+"""
+
+SCRIPT = (
+    PRELUDE
+    + """
 X = da.random.default_rng(0).standard_normal(
     (n_rois, n_frames), chunks=(256, n_frames), dtype=np.float32
 ) + 100
@@ -29,6 +35,7 @@ first = trial.data.X[:, :1000].compute()
 print(json.dumps({"peak_mb": peak_mb(),
                   "shape": list(trial.data.shape), "window": float(first.mean())}))
 """
+)
 
 
 def peak_rss_of_add_trial(tmp_path: Path, n_rois: int, n_frames: int) -> dict:
@@ -55,16 +62,9 @@ def test_add_trial_of_1_6_gb_under_600_mb(tmp_path: Path) -> None:
     assert result["peak_mb"] < 600, result
 
 
-DFF_SCRIPT = """
-import json, sys
-import dask.array as da, numpy as np, zstore as zs
-
-def peak_mb():
-    # VmHWM: this process's own peak; ru_maxrss after fork+exec starts at the parent's
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-n_rois, n_frames, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+DFF_SCRIPT = (
+    PRELUDE
+    + """
 X = da.random.default_rng(1).gamma(2.0, 50.0, (n_rois, n_frames), chunks=(256, n_frames)) + 300
 exp = zs.create_experiment(path, exp_id="mem")
 exp.add_trial("t", zs.AnnotatedData(X.astype(np.float32)))
@@ -76,6 +76,7 @@ dff = zs.open_experiment(path).load_trial("t").data.layers["dFF"][:4].compute()
 print(json.dumps({"peak_mb": peak_mb(), "add_peak_mb": writing,
                   "finite": bool(np.isfinite(dff).all())}))
 """
+)
 
 
 def test_dff_and_save_stream_in_bounded_memory(tmp_path: Path) -> None:

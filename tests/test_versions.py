@@ -96,6 +96,15 @@ def test_a_reader_sees_new_trials_after_refresh(tmp_path: Path) -> None:
     assert reader.refresh().trialIDs == ["t-005", "t-006", "t-007"]
 
 
+def _four_shards(store: Any, options: Any = None) -> tuple[zs.Experiment, np.ndarray]:
+    """An experiment with one trial 't' whose X is 4 shards of random floats."""
+    config = StorageConfig(shard_bytes=16 * 256 * 4, inner_rois=16, inner_frames=256)
+    X = np.random.default_rng(0).random((64, 256)).astype(np.float32)
+    exp = zs.create_experiment(store, exp_id="E", config=config, storage_options=options)
+    exp.add_trial("t", zs.AnnotatedData(X))
+    return exp, X
+
+
 def _objects(path: Path) -> int:
     return sum(1 for p in (path / "chunks").iterdir())
 
@@ -104,10 +113,7 @@ def test_gc_reclaims_replaced_data_and_old_versions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "e.zarr"
-    config = StorageConfig(shard_bytes=16 * 256 * 4, inner_rois=16, inner_frames=256)
-    exp = zs.create_experiment(path, exp_id="E", config=config)
-    X = np.random.default_rng(0).random((64, 256)).astype(np.float32)
-    exp.add_trial("t", zs.AnnotatedData(X))
+    exp, X = _four_shards(path)
     reader = exp.load_trial("t")
     for k in range(3):
         trial = exp.load_trial("t")
@@ -137,9 +143,10 @@ def test_gc_reclaims_replaced_data_and_old_versions(
 
 HOLDING_WRITER = textwrap.dedent(
     """
-    import sys, time
+    import json, sys, time
     import numpy as np, zstore as zs
-    exp = zs.open_experiment(sys.argv[1], mode="r+")
+    options = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+    exp = zs.open_experiment(sys.argv[1], mode="r+", storage_options=options)
     trial = exp.load_trial("t")
     def slow(block):
         if block.size:  # (dask also calls it on an empty block, to infer the output)
@@ -155,9 +162,7 @@ HOLDING_WRITER = textwrap.dedent(
 
 def test_gc_never_touches_a_write_under_way(tmp_path: Path) -> None:
     path = tmp_path / "e.zarr"
-    config = StorageConfig(shard_bytes=16 * 256 * 4, inner_rois=16, inner_frames=256)
-    X = np.random.default_rng(0).random((64, 256)).astype(np.float32)
-    zs.create_experiment(path, exp_id="E", config=config).add_trial("t", zs.AnnotatedData(X))
+    _, X = _four_shards(path)
     flag = tmp_path / "writing"
     writer = subprocess.Popen(
         [sys.executable, "-c", HOLDING_WRITER, str(path), str(flag)],
@@ -180,9 +185,7 @@ def test_gc_never_touches_a_write_under_way(tmp_path: Path) -> None:
 
 def test_gc_reclaims_what_a_killed_write_left(tmp_path: Path) -> None:
     path = tmp_path / "e.zarr"
-    config = StorageConfig(shard_bytes=16 * 256 * 4, inner_rois=16, inner_frames=256)
-    X = np.random.default_rng(0).random((64, 256)).astype(np.float32)
-    zs.create_experiment(path, exp_id="E", config=config).add_trial("t", zs.AnnotatedData(X))
+    _, X = _four_shards(path)
     flag = tmp_path / "writing"
     writer = subprocess.Popen([sys.executable, "-c", HOLDING_WRITER, str(path), str(flag)])
     while not flag.exists():
@@ -304,35 +307,14 @@ def test_migrate_from_and_to_s3(s3: Any) -> None:
     assert {p: fs.info(p)["size"] for p in fs.find(f"{bucket}/old.zarr")} == before
 
 
-S3_HOLDING_WRITER = textwrap.dedent(
-    """
-    import json, sys, time
-    import numpy as np, zstore as zs
-    exp = zs.open_experiment(sys.argv[1], mode="r+", storage_options=json.loads(sys.argv[3]))
-    trial = exp.load_trial("t")
-    def slow(block):
-        if block.size:
-            open(sys.argv[2], "w").close()
-            time.sleep(1.5)
-        return block * 5
-    trial.data.layers["late"] = trial.data.X.map_blocks(slow, dtype=np.float32)
-    trial.save()
-    print("saved")
-    """
-)
-
-
 def test_gc_on_s3_spares_writes_under_way_and_reclaims_dead_ones(
     s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import json
 
     url, options = f"s3://{s3.new_bucket()}/e.zarr", s3.options()
-    config = StorageConfig(shard_bytes=16 * 256 * 4, inner_rois=16, inner_frames=256)
-    X = np.random.default_rng(0).random((64, 256)).astype(np.float32)
-    exp = zs.create_experiment(url, exp_id="E", config=config, storage_options=options)
-    exp.add_trial("t", zs.AnnotatedData(X))
-    argv = [sys.executable, "-c", S3_HOLDING_WRITER, url, str(tmp_path / "w"), json.dumps(options)]
+    exp, X = _four_shards(url, options)
+    argv = [sys.executable, "-c", HOLDING_WRITER, url, str(tmp_path / "w"), json.dumps(options)]
     writer = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     while not (tmp_path / "w").exists():
         time.sleep(0.01)
@@ -429,11 +411,7 @@ def test_an_s3_writer_paused_past_its_lease_gives_up(
     import json
 
     url, options = f"s3://{s3.new_bucket()}/e.zarr", s3.options()
-    config = StorageConfig(shard_bytes=16 * 256 * 4, inner_rois=16, inner_frames=256)
-    X = np.random.default_rng(0).random((64, 256)).astype(np.float32)
-    zs.create_experiment(url, exp_id="E", config=config, storage_options=options).add_trial(
-        "t", zs.AnnotatedData(X)
-    )
+    _four_shards(url, options)
     flag = tmp_path / "paused"
     writer = subprocess.Popen(
         [sys.executable, "-c", PAUSED_S3_WRITER, url, json.dumps(options), str(flag)],
@@ -448,7 +426,9 @@ def test_an_s3_writer_paused_past_its_lease_gives_up(
     report = exp.collect_garbage(keep=datetime.timedelta(0), grace=datetime.timedelta(0))
     assert report.writers_running == 0 and report.chunks_deleted > 0  # took its shards
     writer.send_signal(signal.SIGCONT)
-    out, _ = writer.communicate(timeout=120)
+    # A request in flight when it paused may wait out Icechunk's idle-stream timeout (60 s)
+    # and its retries before the writer gets to its lease check: give it time.
+    out, _ = writer.communicate(timeout=600)
     assert out.startswith("ConflictError") and "nothing was saved" in out, out
     exp = zs.open_experiment(url, storage_options=options)
     assert "late" not in exp.load_trial("t").data.layers

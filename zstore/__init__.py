@@ -9,11 +9,12 @@ from ._version import __version__
 from .annotated import AnnotatedData
 from .arrays import StorageConfig
 from .errors import ZstoreWarning
-from .experiment import Experiment, Trial, compute_dff, create_experiment, open_experiment
+from .experiment import Experiment, Trial, compute_dff
 from .export import export
 from .ingest import ingest_suite2p
 from .io.paq import PaqData, frame_times, read_paq, write_paq
 from .migrate import migrate
+from .opening import create_experiment, open_experiment
 from .processing import neuropil_correct, normalize_dff
 from .ragged import RaggedArray
 from .verify import verify_experiment

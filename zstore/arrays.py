@@ -9,12 +9,13 @@ dask.distributed (two tasks writing parts of one shard corrupt it in zarr-python
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dask
@@ -35,6 +36,7 @@ __all__ = [
     "create_matrix_like",
     "lazy_matrix",
     "plan_chunks",
+    "read_errors",
     "store_matrices",
 ]
 
@@ -372,38 +374,44 @@ class _ChecksummedReader:
         self.ndim = array.ndim
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        try:
+        with read_errors(f"{self.label}: a stored chunk in region {_region(key)}", self.explain):
             basic = all(isinstance(k, slice | int | np.integer) for k in _as_tuple(key))
             out = np.asarray(self.array[key] if basic else self.array.oindex[key])
-            if out.nbytes >= _TRIM_AFTER_BYTES:  # a trim costs ~10 ms: only after big reads
-                release_freed_memory()
-            return out
-        except (ValueError, RuntimeError) as err:
-            if is_storage_error(err) or not is_decode_error(err):
-                raise
-            what = "failed its crc32c checksum" if "checksum" in str(err) else "cannot be decoded"
-            raise CorruptChunkError(
-                f"{self.label}: a stored chunk in region {_region(key)} {what}, so its bytes "
-                f"were changed after writing; run `zstore verify` to list damaged chunks and "
-                f"restore them from a copy"
+        if out.nbytes >= _TRIM_AFTER_BYTES:  # a trim costs ~10 ms: only after big reads
+            release_freed_memory()
+        return out
+
+
+@contextlib.contextmanager
+def read_errors(what: str, explain: Callable[[], str] | None = None) -> Iterator[None]:
+    """Re-raise what reading stored data can fail with as zstore's errors about ``what``
+    (e.g. "trial 't' X: a stored chunk in region [0:32, :]"): a changed byte is
+    CorruptChunkError, a deleted or truncated object MissingChunkError (``explain``,
+    called then, may say why: a version gc removed), an unreachable storage StoreError.
+    """
+    try:
+        yield
+    except (ValueError, RuntimeError) as err:
+        if is_storage_error(err) or not is_decode_error(err):
+            raise
+        why = "failed its crc32c checksum" if "checksum" in str(err) else "cannot be decoded"
+        raise CorruptChunkError(
+            f"{what} {why}, so its bytes were changed after writing; run `zstore verify` "
+            f"to list damaged chunks and restore them from a copy"
+        ) from err
+    except Exception as err:
+        if not is_storage_error(err):
+            raise
+        if not is_missing_object(err):
+            raise StoreError(
+                f"{what} could not be read: {short_message(err)}; check that the storage is "
+                f"reachable, then retry"
             ) from err
-        except Exception as err:
-            if not is_storage_error(err):
-                raise
-            if not is_missing_object(err):
-                raise StoreError(
-                    f"{self.label}: reading region {_region(key)} failed: "
-                    f"{short_message(err)}; check that the storage is reachable, then retry"
-                ) from err
-            why = self.explain() if self.explain is not None else ""
-            why = why or (
-                "the store was damaged (a chunk object deleted or truncated); run "
-                "`zstore verify` to list what is missing"
-            )
-            raise MissingChunkError(
-                f"{self.label}: a stored chunk in region {_region(key)} cannot be read "
-                f"({short_message(err)}); {why}"
-            ) from err
+        why = (explain() if explain is not None else "") or (
+            "the store was damaged (an object deleted or truncated); run `zstore verify` "
+            "to list what is missing"
+        )
+        raise MissingChunkError(f"{what} cannot be read ({short_message(err)}); {why}") from err
 
 
 def _region(key: Any) -> str:

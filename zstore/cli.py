@@ -179,9 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument(
         "--grace",
         type=float,
-        default=24.0,
+        default=1.0,
         metavar="HOURS",
-        help="object stores: spare objects younger than this (default 24)",
+        help="also spare objects younger than this, for writers that hold no lease (default 1)",
     )
     gc.add_argument(
         "--dry-run",
@@ -306,7 +306,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .experiment import open_experiment
+    from .opening import open_experiment
 
     exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
     _print_info(exp)
@@ -314,7 +314,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _dff(args: argparse.Namespace) -> int:
-    from .experiment import compute_dff, open_experiment
+    from .experiment import compute_dff
+    from .opening import open_experiment
 
     exp = open_experiment(
         args.store, mode="r+", storage_options=_storage_options(args.storage_option)
@@ -340,7 +341,7 @@ def _dff(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .experiment import open_experiment
+    from .opening import open_experiment
     from .verify import verify_experiment
 
     exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
@@ -358,7 +359,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from .experiment import open_experiment
+    from .opening import open_experiment
 
     exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
     commits = exp.history()
@@ -370,7 +371,7 @@ def _history(args: argparse.Namespace) -> int:
 def _gc(args: argparse.Namespace) -> int:
     import datetime
 
-    from .experiment import open_experiment
+    from .opening import open_experiment
 
     if args.keep < 0 or args.grace < 0:
         raise ValueError("--keep and --grace must be >= 0")
@@ -419,8 +420,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .experiment import open_experiment
     from .export import export
+    from .opening import open_experiment
 
     exp = open_experiment(
         args.store, storage_options=_storage_options(args.storage_option), version=args.version
@@ -441,7 +442,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from . import plot
-    from .experiment import open_experiment
+    from .opening import open_experiment
 
     exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
     data = exp.load_trial(args.trial).data

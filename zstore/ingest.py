@@ -21,9 +21,10 @@ import pandas as pd
 from .annotated import AnnotatedData
 from .arrays import StorageConfig, plan_chunks
 from .errors import PaqFormatError, Suite2pFormatError, emit_user_warning
-from .experiment import Experiment, create_with_trials
+from .experiment import Experiment
 from .io.paq import PaqData, frame_times, read_paq
 from .io.suite2p import Suite2pPlane, TrialRange, TrialSpec, open_suite2p, plan_trials
+from .opening import create_with_trials
 from .processing import neuropil_correct
 from .ragged import RaggedArray
 from .store import StoreLike

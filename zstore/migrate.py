@@ -29,7 +29,8 @@ from zarr.storage import FsspecStore, LocalStore
 from ._compat import list_keys, read_bytes
 from .arrays import StorageConfig
 from .errors import LegacyFormatError, NotAnExperimentError, emit_user_warning
-from .experiment import Experiment, create_with_trials
+from .experiment import Experiment
+from .opening import create_with_trials
 from .store import EXPERIMENT_ENCODING, TRIALS, StoreLike
 from .trialio import read_trial
 

@@ -12,6 +12,7 @@ of a transaction (:mod:`zstore.transaction`) or of a plain Zarr store (an export
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,16 +27,20 @@ from anndata.io import read_elem, write_elem
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from . import _compat
-from ._compat import is_decode_error, is_missing_object, is_storage_error, short_message
 from ._version import __version__
 from .annotated import ALIGNED, AnnotatedData
-from .arrays import Progress, StorageConfig, create_matrix, create_matrix_like, lazy_matrix
+from .arrays import (
+    Progress,
+    StorageConfig,
+    create_matrix,
+    create_matrix_like,
+    lazy_matrix,
+    read_errors,
+)
 from .changes import Changes, StoredState, matrix_name, stored_state
 from .errors import (
-    CorruptChunkError,
     MissingChunkError,
     NotAnExperimentError,
-    StoreError,
     TrialChangedError,
 )
 from .names import check_name
@@ -370,11 +375,11 @@ def read_trial(
         for name in sorted(cast(zarr.Group, group["layers"]).array_keys()):
             layers[name] = lazy(f"layers/{name}", f"layer {name!r}")
             matrices[f"layers/{name}"] = layers[name].name
-    with _named_errors(label, "obs", explain):
+    with read_errors_of(label, "obs", explain):
         obs = read_elem(node("obs"))
-    with _named_errors(label, "var", explain):
+    with read_errors_of(label, "var", explain):
         var = read_elem(node("var"))
-    with _named_errors(label, "uns", explain):
+    with read_errors_of(label, "uns", explain):
         uns = read_elem(node("uns")) if "uns" in group or "uns" in moved else {}
     eager: dict[str, dict[str, Any]] = {}
     lazy_ragged: dict[str, dict[str, RaggedArray]] = {}
@@ -388,7 +393,7 @@ def read_trial(
                 origin = f"{version}:{trial_id}/{attr}/{key}"
                 lazy_ragged[attr][key] = read_ragged(member, origin=origin)
             else:
-                with _named_errors(label, f"{attr}/{key}", explain):
+                with read_errors_of(label, f"{attr}/{key}", explain):
                     eager[attr][key] = read_elem(member)
     adata = AnnotatedData(X, obs=obs, var=var, uns=uns, layers=layers, **eager)
     for attr, entries in lazy_ragged.items():
@@ -407,34 +412,10 @@ def read_trial(
     return adata, state
 
 
-@contextmanager
-def _named_errors(label: str, element: str, explain: Callable[[], str] | None) -> Iterator[None]:
-    try:
-        yield
-    except (ValueError, RuntimeError) as err:
-        if is_storage_error(err) or not is_decode_error(err):
-            raise
-        raise CorruptChunkError(
-            f"{label} {element}: a stored chunk failed its checksum or cannot be decoded "
-            f"({type(err).__name__}: {str(err)[:120]}); its bytes changed after writing: run "
-            f"`zstore verify` to list damaged chunks and restore them from a copy"
-        ) from err
-    except Exception as err:
-        if not is_storage_error(err):
-            raise
-        if not is_missing_object(err):
-            raise StoreError(
-                f"{label} {element}: reading failed: {short_message(err)}; check that the "
-                f"storage is reachable, then retry"
-            ) from err
-        why = explain() if explain is not None else ""
-        why = why or (
-            "the store was damaged (an object deleted or truncated); run `zstore verify` "
-            "to list what is missing"
-        )
-        raise MissingChunkError(
-            f"{label} {element}: stored data cannot be read ({short_message(err)}); {why}"
-        ) from err
+def read_errors_of(
+    label: str, element: str, explain: Callable[[], str] | None
+) -> contextlib.AbstractContextManager[None]:
+    return read_errors(f"{label} {element}: stored data", explain)
 
 
 def describe_arrays(group: zarr.Group, *, stored: bool = True) -> list[dict[str, Any]]:
