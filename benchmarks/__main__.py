@@ -42,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a checkout of another zstore (e.g. a git worktree of 0.1): run zstore's steps "
         "with both, on the same data, and compare them",
     )
+    parser.add_argument(
+        "--pipelines",
+        action="store_true",
+        help="run zstore's steps with zarr-python's codec pipeline and with zstore's own "
+        "(1 and 2 workers), on the same data, against the ceilings",
+    )
     return parser.parse_args(argv)
 
 
@@ -56,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         skip=set(args.skip.split(",")),
         s3_against=args.s3_against,
         against=args.against,
+        pipelines=args.pipelines,
     )
 
 

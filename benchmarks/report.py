@@ -20,6 +20,7 @@ ROWS: list[tuple[str, str]] = [
     ("zstore_open_load", "zstore: open + load_trial"),
     ("zstore_one_trace", "zstore: one ROI's whole trace"),
     ("zstore_window", "zstore: all ROIs, 1000-frame window"),
+    ("zstore_read_all", "zstore: one whole trial's X read"),
     ("zstore_concat_mean", "zstore: concat(dFF) mean per ROI"),
     ("inmemory", "today: np.load + reference dF/F + AnnData.write_zarr"),
     ("anndata_lazy", "anndata lazy: dask X + dask dF/F + write_zarr"),
@@ -119,6 +120,31 @@ def _vs_zstore(r: Result, zstore: Result) -> str:
     return f"zstore takes {zstore['seconds'] / r['seconds']:.2f}x its time"
 
 
+def pipelines_table(
+    results: Mapping[str, Mapping[str, Result]], size: str, dims: tuple[int, int, int]
+) -> str:
+    """zstore's steps under each codec pipeline and worker count (see run.PIPELINES),
+    with the ceilings measured in the same run."""
+    n_rois, n_frames, n_trials = dims
+    names = list(results)
+    lines = [
+        f"Size `{size}`: {n_rois} ROIs x {n_frames} frames x {n_trials} trials; "
+        f"`scripts/bench --size {size} --pipelines`.",
+        "",
+        "| step | " + " | ".join(names) + " | peak RSS (MB), " + names[-1] + " |",
+        "|---|" + "---:|" * len(names) + "---:|",
+    ]
+    for name, label in ZSTORE_ROWS:
+        cells = []
+        for which in names:
+            r = results[which].get(name, {})
+            speed = f" ({r['bytes'] / r['seconds'] / GB:.2f} GB/s)" if r.get("bytes") else ""
+            cells.append(_seconds(r) + speed if r and "error" not in r else "-")
+        last = results[names[-1]].get(name, {})
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {last.get('peak_mb', 0):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def versions_table(
     results: Mapping[str, Mapping[str, Result]],
     size: str,
@@ -214,3 +240,40 @@ def storage_table(rows: Sequence[str], shape: tuple[int, int], nbytes: int) -> s
         f"({nbytes / 1e6:.0f} MB), written shard by shard with one writer "
         "(`scripts/bench --compare`):\n\n" + "\n".join([*STORAGE_HEADER, *rows]) + "\n"
     )
+
+
+def targets(zstore: Mapping[str, Result], ceilings: Mapping[str, Result]) -> str:
+    """Issue 13's targets, each with the figure measured and whether it holds."""
+
+    def speed(r: Result, seconds: str = "seconds") -> float:
+        return r["bytes"] / r[seconds] / GB if r and "error" not in r and r.get("bytes") else 0.0
+
+    dff, kernel = speed(zstore.get("zstore_dff", {})), speed(ceilings.get("ceiling_kernel", {}))
+    ingest, raw = speed(zstore.get("zstore_ingest", {})), speed(ceilings.get("ceiling_zarr", {}))
+    trace = zstore.get("zstore_one_trace", {}).get("seconds", float("nan")) * 1e3
+    window = zstore.get("zstore_window", {}).get("seconds", float("nan")) * 1e3
+    read = speed(zstore.get("zstore_read_all", {}))
+    peak = max((r.get("peak_mb", 0) for r in zstore.values()), default=0)
+    rows = [
+        (
+            "dF/F computed and saved >= 0.8x the kernel alone",
+            dff / kernel if kernel else 0,
+            0.8,
+            f"{dff:.2f} / {kernel:.2f} GB/s",
+        ),
+        (
+            "ingest >= 0.8x a raw zarr-python write",
+            ingest / raw if raw else 0,
+            0.8,
+            f"{ingest:.2f} / {raw:.2f} GB/s",
+        ),
+        ("whole-trial read >= 1 GB/s", read, 1.0, f"{read:.2f} GB/s"),
+        ("one trace < 10 ms", -trace, -10.0, f"{trace:.1f} ms"),
+        ("1000-frame window < 150 ms", -window, -150.0, f"{window:.1f} ms"),
+        ("peak RSS of every step < 1 GB", -peak, -1000.0, f"{peak:.0f} MB"),
+    ]
+    lines = ["", "| target | measured | holds |", "|---|---:|---|"]
+    for label, value, bound, shown in rows:
+        ratio = f" ({value:.2f}x)" if bound in (0.8,) else ""
+        lines.append(f"| {label} | {shown}{ratio} | {'yes' if value >= bound else 'no'} |")
+    return "\n".join(lines) + "\n"

@@ -36,7 +36,9 @@ GB = report.GB
 Result = dict[str, Any]
 
 
-def run_step(name: str, d: Path, size: str, source: str | None = None) -> Result:
+def run_step(
+    name: str, d: Path, size: str, source: str | None = None, env: dict[str, str] | None = None
+) -> Result:
     """Step ``name`` in a fresh interpreter, on the scratch folder ``d`` (also its working
     directory); with ``source``, a checkout of another zstore to import instead of this one.
 
@@ -44,7 +46,11 @@ def run_step(name: str, d: Path, size: str, source: str | None = None) -> Result
     """
     d = d.resolve()
     checkout = Path(source).resolve() if source else ROOT
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(checkout), str(ROOT)]))}
+    env = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(checkout), str(ROOT)])),
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.step", name, str(d), size],
         capture_output=True,
@@ -128,6 +134,32 @@ def compare_versions(d: Path, size: str, source: str) -> str:
     return report.versions_table(results, size, SIZES[size], source, versions)
 
 
+PIPELINES = {
+    # label: environment of the step's process
+    "zarr-python pipeline, 2 workers": {"ZSTORE_CODEC_PIPELINE": "zarr"},
+    "zstore pipeline, 1 worker": {"DASK_NUM_WORKERS": "1", "ZSTORE_CODEC_THREADS": "1"},
+    "zstore pipeline, 2 workers": {},
+}
+
+
+def compare_pipelines(d: Path, size: str) -> str:
+    """zstore's steps with zarr-python's codec pipeline and with zstore's own (1 and 2
+    workers), same data; the ceilings (kernel alone, raw zarr write) in the same run."""
+    made = run_step("make", d, size)
+    print(f"  make {json.dumps(made)[:120]}", flush=True)
+    results: dict[str, dict[str, Result]] = {}
+    for which, env in PIPELINES.items():
+        results[which] = {}
+        for name, _ in report.ZSTORE_ROWS:
+            results[which][name] = run_step(name, d, size, env=env)
+            print(f"  {which:<34} {name:<20} {json.dumps(results[which][name])[:110]}", flush=True)
+    ceilings = {name: run_step(name, d, size) for name in ("ceiling_zarr", "ceiling_kernel")}
+    print(f"  ceilings {json.dumps(ceilings)[:200]}", flush=True)
+    return report.pipelines_table(results, size, SIZES[size]) + report.targets(
+        results[list(PIPELINES)[-1]], ceilings
+    )
+
+
 def compare_s3(source: str) -> str:
     """One trial on a local S3 server (moto): this zstore against another, same data."""
     results = {}
@@ -170,6 +202,7 @@ def main(
     skip: set[str],
     s3_against: str | None,
     against: str | None,
+    pipelines: bool = False,
 ) -> None:
     """What ``scripts/bench`` does with its options (see benchmarks.__main__)."""
     if s3_against:
@@ -183,7 +216,10 @@ def main(
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     print(report.size_heading(size, SIZES[size]))
-    _emit(compare_versions(d, size, against) if against else run_table(d, size, skip), out)
+    if pipelines:
+        _emit(compare_pipelines(d, size), out)
+    else:
+        _emit(compare_versions(d, size, against) if against else run_table(d, size, skip), out)
     if not keep:
         shutil.rmtree(d, ignore_errors=True)
 

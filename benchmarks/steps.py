@@ -107,6 +107,16 @@ def zstore_window(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
     return {"seconds": float(np.median(times)), "bytes": X.shape[0] * 1000 * 4}
 
 
+def zstore_read_all(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
+    """One whole trial's X read and reduced (sum per ROI), all cores."""
+    import zstore as zs
+
+    X = zs.open_experiment(d / "exp.zarr").load_trial("t-000").data.X
+    t = time.perf_counter()
+    X.sum(axis=1).compute()
+    return {"seconds": time.perf_counter() - t, "bytes": X.nbytes}
+
+
 def zstore_concat_mean(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
     import zstore as zs
 

@@ -15,6 +15,7 @@ import dataclasses
 import math
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, ZstdCodec
 
 from ._compat import is_decode_error, is_missing_object, is_storage_error, short_message
 from .errors import CorruptChunkError, MissingChunkError, StoreError
+from .shards import ShardFormat, ShardReader, shard_writers
 
 __all__ = [
     "DIMENSION_NAMES",
@@ -227,18 +229,22 @@ def as_shard_blocks(data: Any, target: zarr.Array) -> da.Array:
         if arr.chunks[0][:-1] and set(arr.chunks[0][:-1]) == {rows} and arr.numblocks[1] == 1:
             return arr
         return arr.rechunk(chunks)
-    return da.from_array(np.asarray(data), chunks=chunks).astype(target.dtype)
+    # A unique name instead of dask's default token, which hashes every byte of ``data``
+    # (0.3 s per 400 MB, a quarter of a whole write).
+    name = f"zstore-source-{uuid.uuid4().hex}"
+    return da.from_array(np.asarray(data), chunks=chunks, name=name).astype(target.dtype)
 
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(shards_done, shards_total)`` while matrices are written."""
 
-StoreWave = Callable[[list[da.Array], list[zarr.Array], list[Any]], None]
-"""Writes ``sources[i]`` into ``targets[i][regions[i]]``; every region is whole shards."""
+StoreWave = Callable[[list[da.Array], list[Any], list[Any]], None]
+"""Writes ``sources[i]`` into ``targets[i][regions[i]]``; every region is whole shards.
+A target is a :class:`zstore.shards.ShardWriter` (or a zarr array in another layout)."""
 
 
-def _store_wave(sources: list[da.Array], targets: list[zarr.Array], regions: list[Any]) -> None:
-    da.store(sources, targets, regions=regions, lock=False, compute=True)  # type: ignore[arg-type]
+def _store_wave(sources: list[da.Array], targets: list[Any], regions: list[Any]) -> None:
+    da.store(sources, targets, regions=regions, lock=False, compute=True)
 
 
 def store_matrices(
@@ -261,6 +267,8 @@ def store_matrices(
         if tuple(src.shape) != tuple(dst.shape):
             raise ValueError(f"cannot write an array of shape {src.shape} into {dst.path}")
     blocks = [as_shard_blocks(src, dst) for src, dst in zip(sources, targets, strict=True)]
+    # zstore encodes whole shards itself, in the tasks (shards.py); other layouts: zarr.
+    writers = shard_writers(targets)
     jobs = [
         (i, start, start + rows)
         for i, block in enumerate(blocks)
@@ -276,7 +284,7 @@ def store_matrices(
             _check_whole_shards(wave, targets)
             store_wave(
                 [blocks[i][int(a) : int(b)] for i, a, b in wave],
-                [targets[i] for i, _, _ in wave],
+                [writers[i] for i, _, _ in wave],
                 [(slice(int(a), int(b)), slice(None)) for _, a, b in wave],
             )
             release_freed_memory()
@@ -333,18 +341,25 @@ def _worker_count() -> int:
 
 
 def lazy_matrix(
-    array: zarr.Array, *, name: str, label: str, explain: Callable[[], str] | None = None
+    array: zarr.Array,
+    *,
+    name: str,
+    label: str,
+    explain: Callable[[], str] | None = None,
+    missing_reads_as_zeros: bool = False,
 ) -> da.Array:
     """A dask array over a stored matrix, one block per shard; reads nothing now.
 
     ``label`` names the array in errors (e.g. "trial 't-005' X"); ``name`` is the dask
     name, unique to this version of the array. ``explain``, called only when a chunk
-    cannot be read, says why (e.g. that the version was garbage-collected).
+    cannot be read, says why (e.g. that the version was garbage-collected). A chunk
+    that is not stored is an error, unless ``missing_reads_as_zeros`` (zarr-python's
+    reading, for zstore 0.1 stores, which relied on it).
     """
     rows = array.shards[0] if array.shards else array.chunks[0]
     cols = array.shards[1] if array.shards else array.chunks[1]
     return da.from_array(
-        _ChecksummedReader(array, label, explain),
+        _ChecksummedReader(array, label, explain, missing_reads_as_zeros),
         chunks=(rows, min(cols, max(array.shape[1], 1))),
         name=name,
         lock=False,
@@ -365,8 +380,16 @@ class _ChecksummedReader:
     """Reads regions of a Zarr array; a bad checksum or a missing chunk raises an error
     naming the trial, array and region."""
 
-    def __init__(self, array: zarr.Array, label: str, explain: Callable[[], str] | None = None):
+    def __init__(
+        self,
+        array: zarr.Array,
+        label: str,
+        explain: Callable[[], str] | None = None,
+        missing_reads_as_zeros: bool = False,
+    ):
         self.array = array
+        fmt = None if missing_reads_as_zeros else ShardFormat.of(array)
+        self.shards = ShardReader(array, fmt, label) if fmt is not None else None
         self.label = label
         self.explain = explain
         self.shape = array.shape
@@ -375,8 +398,12 @@ class _ChecksummedReader:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         with read_errors(f"{self.label}: a stored chunk in region {_region(key)}", self.explain):
-            basic = all(isinstance(k, slice | int | np.integer) for k in _as_tuple(key))
-            out = np.asarray(self.array[key] if basic else self.array.oindex[key])
+            region = _basic_region(key, self.shape)
+            if region is not None and self.shards is not None:
+                out = self.shards.read(region[0])[region[1]]
+            else:
+                basic = all(isinstance(k, slice | int | np.integer) for k in _as_tuple(key))
+                out = np.asarray(self.array[key] if basic else self.array.oindex[key])
         if out.nbytes >= _TRIM_AFTER_BYTES:  # a trim costs ~10 ms: only after big reads
             release_freed_memory()
         return out
@@ -412,6 +439,30 @@ def read_errors(what: str, explain: Callable[[], str] | None = None) -> Iterator
             "to list what is missing"
         )
         raise MissingChunkError(f"{what} cannot be read ({short_message(err)}); {why}") from err
+
+
+def _basic_region(key: Any, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], Any] | None:
+    """``key`` as (step-1 slices to read, what to take from them), or None if it has
+    steps, lists or arrays (zarr-python reads those)."""
+    parts = _as_tuple(key)
+    if len(parts) > len(shape) or any(p is Ellipsis or p is None for p in parts):
+        return None
+    region: list[slice] = []
+    take: list[Any] = []
+    for k, n in zip(parts + (slice(None),) * (len(shape) - len(parts)), shape, strict=True):
+        if isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            if step != 1:
+                return None
+            region.append(slice(start, max(start, stop)))
+            take.append(slice(None))
+        elif isinstance(k, int | np.integer) and not isinstance(k, bool) and -n <= k < n:
+            i = int(k) % n
+            region.append(slice(i, i + 1))
+            take.append(0)
+        else:
+            return None
+    return tuple(region), tuple(take)
 
 
 def _region(key: Any) -> str:

@@ -99,6 +99,7 @@ def migrate(
             trial_id,
             version=f"v01-{uuid.uuid4().hex}",
             elsewhere=_journalled(store, group, trial_id),
+            missing_reads_as_zeros=True,  # as 0.1 showed them (and warned below)
         )
         _warn_absent_shards(store, group, trial_id, where)
         trials[trial_id] = (adata, state.provenance)

@@ -391,12 +391,10 @@ class Transaction:
         """
         store_matrices(sources, targets, progress=progress, store_wave=self._store_wave)
 
-    def _store_wave(
-        self, sources: list[da.Array], targets: list[zarr.Array], regions: list[Any]
-    ) -> None:
+    def _store_wave(self, sources: list[da.Array], targets: list[Any], regions: list[Any]) -> None:
         if self.fork is None:
             with dask.config.set(scheduler="threads"):
-                da.store(sources, targets, regions=regions, lock=False, compute=True)  # type: ignore[arg-type]
+                da.store(sources, targets, regions=regions, lock=False, compute=True)
             return
         from icechunk.dask import store_dask
 

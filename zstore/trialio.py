@@ -337,12 +337,15 @@ def read_trial(
     version: str,
     explain: Callable[[], str] | None = None,
     elsewhere: Mapping[str, Any] | None = None,
+    missing_reads_as_zeros: bool = False,
 ) -> tuple[AnnotatedData, StoredState]:
     """A lazy AnnotatedData over a trial group: reads obs, var and uns only.
 
     ``version`` names the snapshot ``group`` belongs to; the lazy arrays are named from
     it, so a save can tell which of them are still what was stored. ``elsewhere`` maps
     element paths ("obs", "obsm/ypix") to nodes to read them from instead.
+    ``missing_reads_as_zeros``: what zstore 0.1 showed for a shard it did not store
+    (for migrating those stores; zstore's own reads make it an error).
     """
     moved = dict(elsewhere or {})
 
@@ -366,6 +369,7 @@ def read_trial(
             name=matrix_name(version, trial_id, path),
             label=f"{label} {what}",
             explain=explain,
+            missing_reads_as_zeros=missing_reads_as_zeros,
         )
 
     X = lazy("X", "X")
