@@ -311,3 +311,71 @@ def test_concurrent_reads_share_the_pool_safely() -> None:
 
     for i, got in enumerate(asyncio.run(many())):
         np.testing.assert_array_equal(got, values[i:])
+
+
+def _with_chunk(blob: bytes, fmt: ShardFormat, k: int, data: bytes) -> bytes:
+    """``blob`` with inner chunk ``k`` replaced by ``data`` (+ its right crc32c), appended
+    before the index, and the index (with its right crc32c) pointing at it."""
+    import google_crc32c
+
+    body = blob[: -fmt.index_nbytes]
+    index = np.frombuffer(blob[-fmt.index_nbytes : -4], dtype="<u8").reshape(-1, 2).copy()
+    chunk = data + int(google_crc32c.value(data)).to_bytes(4, "little")
+    index[k] = (len(body), len(chunk))
+    table = index.tobytes()
+    return body + chunk + table + int(google_crc32c.value(table)).to_bytes(4, "little")
+
+
+def test_a_chunk_that_decodes_short_is_corrupt_not_the_last_chunk_read() -> None:
+    import numcodecs
+
+    store, array, values, fmt = _one_shard()
+    key = fmt.key((0, 0))
+    good = read_bytes(store, key)
+    assert good is not None
+    half = np.ascontiguousarray(values[0:4, 300:600]).view(np.uint8).reshape(-1)
+    short = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=1, typesize=4).encode(half)
+    _set(store, key, _with_chunk(good, fmt, 1, bytes(short)))  # checksums all right
+    reader = ShardReader(array, fmt, "trial 't' X")
+    np.testing.assert_array_equal(reader.read((slice(0, 8), slice(0, 300))), values[:8, :300])
+    with pytest.raises(CorruptChunkError, match=r"\[0:8, 300:600\] cannot be decoded"):
+        reader.read((slice(0, 8), slice(0, 600)))
+
+
+@pytest.mark.parametrize("nbytes", [0, 3, 2**40])
+def test_an_index_asking_for_impossible_sizes_is_corrupt(nbytes: int) -> None:
+    import google_crc32c
+
+    store, array, _, fmt = _one_shard()
+    key = fmt.key((0, 0))
+    good = read_bytes(store, key)
+    assert good is not None
+    index = np.frombuffer(good[-fmt.index_nbytes : -4], dtype="<u8").reshape(-1, 2).copy()
+    index[2, 1] = nbytes
+    table = index.tobytes()
+    crc = int(google_crc32c.value(table)).to_bytes(4, "little")
+    _set(store, key, good[: -fmt.index_nbytes] + table + crc)
+    for region in ((slice(8, 16), slice(0, 300)), (slice(0, 16), slice(0, 600))):
+        with pytest.raises(CorruptChunkError, match=r"which no encoded chunk takes"):
+            ShardReader(array, fmt, "X").read(region)
+
+
+def test_a_forked_child_reads_with_its_own_threads(tmp_path: Any) -> None:
+    import multiprocessing
+
+    _, array, values, fmt = _one_shard()
+    ShardReader(array, fmt, "X").read((slice(0, 16), slice(0, 600)))  # the pool exists
+    local = zarr.storage.LocalStore(tmp_path)
+    copy = _matrix(local, "X", (16, 600), "blosc-lz4")
+    _write_with_zstore(copy, values)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_read_in_child, (str(tmp_path),)).get(timeout=60)
+    np.testing.assert_array_equal(got, values)
+
+
+def _read_in_child(path: str) -> np.ndarray:
+    array = zarr.open_array(zarr.storage.LocalStore(path), path="X")
+    fmt = ShardFormat.of(array)
+    assert fmt is not None
+    return ShardReader(array, fmt, "X").read((slice(0, 16), slice(0, 600)))

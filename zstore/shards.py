@@ -123,6 +123,13 @@ class ShardFormat:
         return int(np.prod(self.per_shard))
 
     @property
+    def max_chunk_nbytes(self) -> int:
+        """More than any encoded inner chunk can take (codecs add at most a few percent
+        to incompressible data), so that a damaged index cannot ask for gigabytes."""
+        raw = int(np.prod(self.inner)) * self.dtype.itemsize
+        return raw + raw // 8 + 65536
+
+    @property
     def index_nbytes(self) -> int:
         return 16 * self.n_inner + 4
 
@@ -164,7 +171,7 @@ class ShardFormat:
                     raise ValueError(f"{len(data) - 4} bytes, expected {flat.nbytes}")
                 flat[:] = data[:-4]
             else:
-                self.compressor.decode(data[:-4], out=flat)
+                _decode_exactly(self.compressor, data[:-4], flat)
         except (ValueError, RuntimeError, TypeError) as err:
             raise CorruptChunkError(
                 f"{where} cannot be decoded ({err}), although its checksum is right; "
@@ -213,6 +220,26 @@ class ShardFormat:
             )
         # a copy: a view would keep the whole shard it was cut from alive in the cache
         return np.frombuffer(tail[:-4], dtype="<u8").reshape(self.n_inner, 2).copy()
+
+
+def _decode_exactly(codec: Any, data: np.ndarray, out: np.ndarray) -> None:
+    """Decode ``data`` into all of ``out``, or raise: codecs happily decode fewer bytes
+    into a larger buffer, which would leave the rest of a reused buffer stale."""
+    if isinstance(codec, numcodecs.Blosc):
+        # blosc's 16-byte header (its documented format): sizes at bytes 4-8 and 12-16
+        if len(data) < 16:
+            raise ValueError(f"{len(data)} bytes, less than blosc's header")
+        nbytes, cbytes = (int.from_bytes(bytes(data[a : a + 4]), "little") for a in (4, 12))
+        if nbytes != out.nbytes or cbytes != len(data):
+            raise ValueError(
+                f"blosc holds {nbytes} bytes in {cbytes}, expected {out.nbytes} in {len(data)}"
+            )
+        codec.decode(data, out=out)
+        return
+    decoded = np.frombuffer(codec.decode(data), dtype=np.uint8)
+    if decoded.nbytes != out.nbytes:
+        raise ValueError(f"decoded {decoded.nbytes} bytes, expected {out.nbytes}")
+    out[:] = decoded
 
 
 def _little_bytes(codec: Any) -> bool:
@@ -292,6 +319,16 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="zstore-codec")
         return _POOL
+
+
+def _forget_pool_in_child() -> None:
+    # A forked child inherits the pool object but not its threads: work submitted to it
+    # would wait forever. The child makes its own on first use.
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _scratch(fmt: ShardFormat) -> np.ndarray:
@@ -479,11 +516,18 @@ class ShardReader:
             index = self._indexes[coords]
             for k, lo in wanted:
                 offset, nbytes = index[k]
-                if offset == _EMPTY or nbytes == _EMPTY:
+                if offset == _EMPTY and nbytes == _EMPTY:
                     raise MissingChunkError(
                         f"{self.label}: the stored chunk at {_span(lo, fmt.inner, fmt.shape)} "
                         f"is not in its shard {fmt.key(coords)!r} (it was never written); "
                         f"run `zstore verify`"
+                    )
+                if not 4 <= nbytes <= fmt.max_chunk_nbytes or offset >= 2**62:
+                    raise CorruptChunkError(
+                        f"{self.label}: the index of shard {fmt.key(coords)!r} gives the chunk "
+                        f"at {_span(lo, fmt.inner, fmt.shape)} {int(nbytes)} bytes at offset "
+                        f"{int(offset)}, which no encoded chunk takes; the shard was changed "
+                        f"after writing: run `zstore verify`"
                     )
                 ranges.append((coords, int(offset), int(nbytes)))
 
