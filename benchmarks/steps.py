@@ -422,6 +422,7 @@ STEPS: dict[str, Step] = {
     "zstore_open_load": zstore_open_load,
     "zstore_one_trace": zstore_one_trace,
     "zstore_window": zstore_window,
+    "zstore_read_all": zstore_read_all,
     "zstore_concat_mean": zstore_concat_mean,
     "inmemory": inmemory,
     "anndata_lazy": anndata_lazy,
