@@ -254,26 +254,25 @@ def targets(zstore: Mapping[str, Result], ceilings: Mapping[str, Result]) -> str
     window = zstore.get("zstore_window", {}).get("seconds", float("nan")) * 1e3
     read = speed(zstore.get("zstore_read_all", {}))
     peak = max((r.get("peak_mb", 0) for r in zstore.values()), default=0)
-    rows = [
+    dff_ratio = dff / kernel if kernel else 0.0
+    ingest_ratio = ingest / raw if raw else 0.0
+    rows = [  # (target, what was measured, whether it holds)
         (
             "dF/F computed and saved >= 0.8x the kernel alone",
-            dff / kernel if kernel else 0,
-            0.8,
-            f"{dff:.2f} / {kernel:.2f} GB/s",
+            f"{dff:.2f} / {kernel:.2f} GB/s ({dff_ratio:.2f}x)",
+            dff_ratio >= 0.8,
         ),
         (
             "ingest >= 0.8x a raw zarr-python write",
-            ingest / raw if raw else 0,
-            0.8,
-            f"{ingest:.2f} / {raw:.2f} GB/s",
+            f"{ingest:.2f} / {raw:.2f} GB/s ({ingest_ratio:.2f}x)",
+            ingest_ratio >= 0.8,
         ),
-        ("whole-trial read >= 1 GB/s", read, 1.0, f"{read:.2f} GB/s"),
-        ("one trace < 10 ms", -trace, -10.0, f"{trace:.1f} ms"),
-        ("1000-frame window < 150 ms", -window, -150.0, f"{window:.1f} ms"),
-        ("peak RSS of every step < 1 GB", -peak, -1000.0, f"{peak:.0f} MB"),
+        ("whole-trial read >= 1 GB/s", f"{read:.2f} GB/s", read >= 1.0),
+        ("one trace < 10 ms", f"{trace:.1f} ms", trace < 10),
+        ("1000-frame window < 150 ms", f"{window:.1f} ms", window < 150),
+        ("peak RSS of every step < 1 GB", f"{peak:.0f} MB", peak < 1000),
     ]
     lines = ["", "| target | measured | holds |", "|---|---:|---|"]
-    for label, value, bound, shown in rows:
-        ratio = f" ({value:.2f}x)" if bound in (0.8,) else ""
-        lines.append(f"| {label} | {shown}{ratio} | {'yes' if value >= bound else 'no'} |")
+    for label, shown, holds in rows:
+        lines.append(f"| {label} | {shown} | {'yes' if holds else 'no'} |")
     return "\n".join(lines) + "\n"

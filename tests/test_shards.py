@@ -185,35 +185,53 @@ def test_a_truncated_or_missing_shard_is_an_error_never_zeros() -> None:
         ShardReader(array, fmt, "X").read((slice(0, 4), slice(0, 10)))
 
 
+def _crc32c(data: bytes) -> bytes:
+    import google_crc32c
+
+    return int(google_crc32c.value(data)).to_bytes(4, "little")
+
+
+def _with_index(blob: bytes, fmt: ShardFormat, change: Any, body: bytes | None = None) -> bytes:
+    """``blob`` (with ``body`` in place of its chunks, if given) whose index entries
+    ``change(index)`` edited in place, with the index's crc32c made right again."""
+    index = np.frombuffer(blob[-fmt.index_nbytes : -4], dtype="<u8").reshape(-1, 2).copy()
+    change(index)
+    table = index.tobytes()
+    return (blob[: -fmt.index_nbytes] if body is None else body) + table + _crc32c(table)
+
+
 def test_an_inner_chunk_left_out_of_its_shard_is_missing_not_zeros() -> None:
     store, array, _, fmt = _one_shard()
     key = fmt.key((0, 0))
     good = read_bytes(store, key)
     assert good is not None
-    index = np.frombuffer(good[-fmt.index_nbytes : -4], dtype="<u8").reshape(-1, 2).copy()
-    index[3] = 2**64 - 1  # what zarr-python writes for an inner chunk it skipped
-    table = index.tobytes()
-    import google_crc32c
 
-    crc = int(google_crc32c.value(table)).to_bytes(4, "little")
-    _set(store, key, good[: -fmt.index_nbytes] + table + crc)
+    def skip(index: np.ndarray) -> None:
+        index[3] = 2**64 - 1  # what zarr-python writes for an inner chunk it skipped
+
+    _set(store, key, _with_index(good, fmt, skip))
     reader = ShardReader(array, fmt, "trial 't' X")
     np.testing.assert_array_equal(reader.read((slice(0, 8), slice(0, 300))), array[0:8, 0:300])
     with pytest.raises(MissingChunkError, match=r"trial 't' X.*\[8:16, 300:600\].*never written"):
         reader.read((slice(0, 16), slice(0, 600)))
 
 
+class _Counting(zarr.storage.WrapperStore):  # type: ignore[misc,type-arg]
+    """A store that records every get: (key, byte range)."""
+
+    def __init__(self, store: Any, seen: list[Any]) -> None:
+        super().__init__(store)
+        self.seen = seen
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        self.seen.append((key, byte_range))
+        return await self._store.get(key, prototype, byte_range)
+
+
 def test_small_regions_read_only_the_index_and_the_chunks_they_need() -> None:
     store, _, values, fmt = _one_shard()
     seen: list[Any] = []
-
-    class Counting(zarr.storage.WrapperStore):  # type: ignore[misc,type-arg]
-        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-            seen.append((key, byte_range))
-            return await self._store.get(key, prototype, byte_range)
-
-    counted = Counting(store)
-    reader = ShardReader(zarr.open_array(counted, path="X"), fmt, "X")
+    reader = ShardReader(zarr.open_array(_Counting(store, seen), path="X"), fmt, "X")
     seen.clear()  # opening read the metadata
     np.testing.assert_array_equal(reader.read((slice(2, 3), slice(0, 600))), values[2:3])
     assert len(seen) == 3, seen  # the index, then the two chunks of that ROI's band
@@ -226,6 +244,19 @@ def test_small_regions_read_only_the_index_and_the_chunks_they_need() -> None:
     seen.clear()
     reader.read((slice(0, 16), slice(0, 600)))
     assert seen == [(fmt.key((0, 0)), None)], "a whole shard is one request"
+
+
+def test_the_arrays_last_shard_is_one_request_when_read_whole() -> None:
+    store = zarr.storage.MemoryStore()
+    array = _matrix(store, "X", (70, 700), "blosc-lz4")  # shards of 64 rows: 64 + 6
+    array[:] = values = _traces((70, 700))
+    fmt = ShardFormat.of(array)
+    assert fmt is not None and fmt.shard[0] == 64
+    seen: list[Any] = []
+    reader = ShardReader(zarr.open_array(_Counting(store, seen), path="X"), fmt, "X")
+    seen.clear()
+    np.testing.assert_array_equal(reader.read((slice(64, 70), slice(0, 700))), values[64:])
+    assert seen == [(fmt.key((1, 0)), None)]
 
 
 def test_zarr_python_handles_layouts_zstore_does_not_write() -> None:
@@ -316,14 +347,13 @@ def test_concurrent_reads_share_the_pool_safely() -> None:
 def _with_chunk(blob: bytes, fmt: ShardFormat, k: int, data: bytes) -> bytes:
     """``blob`` with inner chunk ``k`` replaced by ``data`` (+ its right crc32c), appended
     before the index, and the index (with its right crc32c) pointing at it."""
-    import google_crc32c
-
     body = blob[: -fmt.index_nbytes]
-    index = np.frombuffer(blob[-fmt.index_nbytes : -4], dtype="<u8").reshape(-1, 2).copy()
-    chunk = data + int(google_crc32c.value(data)).to_bytes(4, "little")
-    index[k] = (len(body), len(chunk))
-    table = index.tobytes()
-    return body + chunk + table + int(google_crc32c.value(table)).to_bytes(4, "little")
+    chunk = data + _crc32c(data)
+
+    def point(index: np.ndarray) -> None:
+        index[k] = (len(body), len(chunk))
+
+    return _with_index(blob, fmt, point, body=body + chunk)
 
 
 def test_a_chunk_that_decodes_short_is_corrupt_not_the_last_chunk_read() -> None:
@@ -344,17 +374,15 @@ def test_a_chunk_that_decodes_short_is_corrupt_not_the_last_chunk_read() -> None
 
 @pytest.mark.parametrize("nbytes", [0, 3, 2**40])
 def test_an_index_asking_for_impossible_sizes_is_corrupt(nbytes: int) -> None:
-    import google_crc32c
-
     store, array, _, fmt = _one_shard()
     key = fmt.key((0, 0))
     good = read_bytes(store, key)
     assert good is not None
-    index = np.frombuffer(good[-fmt.index_nbytes : -4], dtype="<u8").reshape(-1, 2).copy()
-    index[2, 1] = nbytes
-    table = index.tobytes()
-    crc = int(google_crc32c.value(table)).to_bytes(4, "little")
-    _set(store, key, good[: -fmt.index_nbytes] + table + crc)
+
+    def resize(index: np.ndarray) -> None:
+        index[2, 1] = nbytes
+
+    _set(store, key, _with_index(good, fmt, resize))
     for region in ((slice(8, 16), slice(0, 300)), (slice(0, 16), slice(0, 600))):
         with pytest.raises(CorruptChunkError, match=r"which no encoded chunk takes"):
             ShardReader(array, fmt, "X").read(region)

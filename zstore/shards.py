@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -146,6 +147,26 @@ class ShardFormat:
         return [
             tuple(r[i] for r, i in zip(ranges, idx, strict=True))
             for idx in np.ndindex(*(len(r) for r in ranges))
+        ]
+
+    def chunks_of(
+        self, coords: Sequence[int], region: Sequence[slice] | None = None
+    ) -> list[tuple[int, tuple[int, ...]]]:
+        """``(index position, array origin)`` of each inner chunk of shard ``coords``
+        that lies in the array (and overlaps ``region``, if given), in C order."""
+        region = region or tuple(slice(0, n) for n in self.shape)
+        ranges = []
+        for c, s, i, n, r in zip(coords, self.shard, self.inner, self.shape, region, strict=True):
+            start, stop = max(r.start, c * s), min(r.stop, n, (c + 1) * s)
+            first = (start - c * s) // i
+            ranges.append(range(first, -(-(stop - c * s) // i)) if stop > start else range(0))
+        origin = [c * s for c, s in zip(coords, self.shard, strict=True)]
+        return [
+            (
+                int(np.ravel_multi_index(inner, self.per_shard)),
+                tuple(o + k * i for o, k, i in zip(origin, inner, self.inner, strict=True)),
+            )
+            for inner in itertools.product(*ranges)
         ]
 
     # -- one inner chunk ------------------------------------------------------------
@@ -293,17 +314,48 @@ def _crc(data: Any) -> bytes:
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
-_THREADS = max(1, int(os.environ.get("ZSTORE_CODEC_THREADS", "0") or 0) or os.cpu_count() or 1)
+
+
+def _threads_from_environment() -> int:
+    value = os.environ.get("ZSTORE_CODEC_THREADS", "")
+    if not value:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(
+            f"ZSTORE_CODEC_THREADS must be a positive whole number of threads, got "
+            f"{value!r}; set it to e.g. 2, or unset it to use every core"
+        )
+    return int(value)
+
+
+_THREADS = _threads_from_environment()
 _LOCAL = threading.local()
 
 
 def codec_threads() -> int:
-    """How many threads decode inner chunks (default: the machine's cores)."""
+    """How many threads decode inner chunks (default: the machine's cores, or
+    ``ZSTORE_CODEC_THREADS``).
+
+    Examples
+    --------
+    >>> from zstore import shards
+    >>> shards.codec_threads() >= 1
+    True
+    """
     return _THREADS
 
 
 def set_codec_threads(n: int) -> None:
-    """Use ``n`` threads to decode inner chunks (for measuring scaling; rarely needed)."""
+    """Use ``n`` threads to decode inner chunks (for measuring scaling; rarely needed).
+
+    Examples
+    --------
+    >>> from zstore import shards
+    >>> before = shards.codec_threads()
+    >>> shards.set_codec_threads(1); shards.codec_threads()
+    1
+    >>> shards.set_codec_threads(before)
+    """
     global _POOL, _THREADS
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of codec threads must be a positive int, got {n!r}")
@@ -430,20 +482,7 @@ class ShardReader:
         out = np.empty(tuple(r.stop - r.start for r in region), dtype=fmt.dtype)
         if out.size == 0:
             return out
-        plan = []  # (shard coords, [(inner index k, inner coords)])
-        for coords in fmt.shards_of(region):
-            wanted = []
-            for k, inner in enumerate(np.ndindex(*fmt.per_shard)):
-                lo = [
-                    c * s + i * n
-                    for c, s, i, n in zip(coords, fmt.shard, inner, fmt.inner, strict=True)
-                ]
-                if all(
-                    a < r.stop and a + n > r.start
-                    for a, n, r in zip(lo, fmt.inner, region, strict=True)
-                ):
-                    wanted.append((k, tuple(lo)))
-            plan.append((coords, wanted))
+        plan = [(coords, fmt.chunks_of(coords, region)) for coords in fmt.shards_of(region)]
         chunks = self._fetch(plan)
         jobs = [
             (data, lo)
@@ -484,7 +523,8 @@ class ShardReader:
                 )
             return value.as_numpy_array().view(np.uint8).reshape(-1)
 
-        whole = [len(wanted) == fmt.n_inner for _, wanted in plan]
+        # a shard whose every stored chunk is wanted is fetched whole, in one request
+        whole = [len(wanted) == len(fmt.chunks_of(coords)) for coords, wanted in plan]
 
         async def first() -> list[np.ndarray]:
             return await asyncio.gather(
