@@ -48,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run zstore's steps with zarr-python's codec pipeline and with zstore's own "
         "(1 and 2 workers), on the same data, against the ceilings",
     )
+    parser.add_argument(
+        "--s3-pipelines",
+        action="store_true",
+        help="on a local S3 server (moto), one trial with zarr-python's codec pipeline and "
+        "with zstore's: time and requests",
+    )
     return parser.parse_args(argv)
 
 
@@ -63,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         s3_against=args.s3_against,
         against=args.against,
         pipelines=args.pipelines,
+        s3_pipelines=args.s3_pipelines,
     )
 
 

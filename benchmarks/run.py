@@ -160,19 +160,29 @@ def compare_pipelines(d: Path, size: str) -> str:
     )
 
 
-def compare_s3(source: str) -> str:
-    """One trial on a local S3 server (moto): this zstore against another, same data."""
+def compare_s3(source: str | None) -> str:
+    """One trial on a local S3 server (moto), same data: this zstore against another
+    checkout, or (``source=None``) zarr-python's codec pipeline against zstore's."""
     results = {}
+    runs: tuple[tuple[str, str | None, dict[str, str] | None], ...] = (
+        (("other", source, None), ("this", None, None))
+        if source
+        else (("other", None, {"ZSTORE_CODEC_PIPELINE": "zarr"}), ("this", None, None))
+    )
     with tempfile.TemporaryDirectory() as scratch:
-        for which, src in (("other", source), ("this", None)):
-            results[which] = run_step("s3_trial", Path(scratch), "small", src)
+        for which, src, env in runs:
+            results[which] = run_step("s3_trial", Path(scratch), "small", src, env=env)
             print(f"  s3 {which}: {results[which]}", flush=True)
     for which, r in results.items():
         if "error" in r:
             sys.exit(f"the S3 run with {which} zstore failed: {r['error']}")
-    return report.s3_table(
-        results["other"], results["this"], describe_source(source), describe_source(str(ROOT))
+    this = describe_source(str(ROOT))
+    labels = (
+        (describe_source(source), this)
+        if source
+        else (f"zarr-python's codec pipeline ({this})", f"zstore's shard pipeline ({this})")
     )
+    return report.s3_table(results["other"], results["this"], *labels)
 
 
 def compare_storage() -> str:
@@ -203,9 +213,10 @@ def main(
     s3_against: str | None,
     against: str | None,
     pipelines: bool = False,
+    s3_pipelines: bool = False,
 ) -> None:
     """What ``scripts/bench`` does with its options (see benchmarks.__main__)."""
-    if s3_against:
+    if s3_against or s3_pipelines:
         _emit(compare_s3(s3_against), out)
         return
     if compare:
