@@ -437,9 +437,7 @@ def storage_choice(
         "write_seconds": write,
         "read_seconds": read,
         "one_trace_seconds": best_of(lambda: reader.read((slice(77, 78), slice(None))), 5),
-        "window_seconds": best_of(
-            lambda: reader.read((slice(None), slice(20_000, 21_000))), 3
-        ),
+        "window_seconds": best_of(lambda: reader.read((slice(None), slice(20_000, 21_000))), 3),
     }
 
 
