@@ -54,6 +54,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="on a local S3 server (moto), one trial with zarr-python's codec pipeline and "
         "with zstore's: time and requests",
     )
+    parser.add_argument(
+        "--collection",
+        action="store_true",
+        help="collections of 20 and 200 experiments x 5 trials on a local S3 server and on "
+        "local disk: requests, time and memory of open + table() and of one trial",
+    )
+    parser.add_argument(
+        "--chunk-shapes",
+        action="store_true",
+        help="inner chunk shapes on the storage engine, through zstore's API (one trial of "
+        "4096 x 100000): write, whole read, one trace, one window",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         against=args.against,
         pipelines=args.pipelines,
         s3_pipelines=args.s3_pipelines,
+        collection=args.collection,
+        chunk_shapes=args.chunk_shapes,
     )
 
 

@@ -214,6 +214,52 @@ def s3_table(other: Result, this: Result, other_source: str, this_source: str) -
     return "\n".join(lines) + "\n"
 
 
+def chunk_shape_table(rows: list[Result], shape: tuple[int, int]) -> str:
+    """Inner chunk shapes on Icechunk through zstore's API (see steps.chunk_shape)."""
+    lines = [
+        f"Inner chunk shapes on the storage engine: one trial of {shape[0]} x {shape[1]} "
+        f"float32 ({shape[0] * shape[1] * 4 / GB:.2f} GB), blosc-lz4, written with "
+        f"add_trial and read through zstore (`scripts/bench --chunk-shapes`); trace and "
+        f"window on a warm cache, medians.",
+        "",
+        "| inner chunk | write (GB/s) | whole trial read (GB/s) | one trace (ms) | "
+        "1000-frame window, all ROIs (ms) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        gb = r["bytes"] / GB
+        lines.append(
+            f"| {r['inner'][0]}x{r['inner'][1]} | {gb / r['write_seconds']:.2f} | "
+            f"{gb / r['read_seconds']:.2f} | {r['one_trace_seconds'] * 1000:.1f} | "
+            f"{r['window_seconds'] * 1000:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def collection_table(results: list[Result]) -> str:
+    """Open + table() and one trial, per collection size and storage (median of 3)."""
+
+    def requests(n: Any) -> str:
+        return "-" if n is None else str(n)
+
+    lines = [
+        "Synthetic collections of N experiments x 5 trials (`scripts/bench --collection`), "
+        "each in its own process; median of 3; requests counted by moto's server.",
+        "",
+        "| storage | experiments | trials | open + table(): time | requests | one trial: "
+        "time | requests | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['where']} | {r['experiments']} | {r['trials']} | "
+            f"{r['open_table_s'] * 1000:.0f} ms | {requests(r['open_table_requests'])} | "
+            f"{r['open_trial_s'] * 1000:.0f} ms | {requests(r['open_trial_requests'])} | "
+            f"{r['peak_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def storage_row(r: Result) -> str:
     """One codec x inner chunk of the storage comparison (see steps.storage_choice)."""
     inner_rois, inner_frames = r["inner"]

@@ -185,6 +185,40 @@ def compare_s3(source: str | None) -> str:
     return report.s3_table(results["other"], results["this"], *labels)
 
 
+def compare_chunk_shapes(d: Path) -> str:
+    """Inner chunk shapes through zstore's API on Icechunk, each in its own process."""
+    from .steps import CHUNK_SHAPE_RUN, CHUNK_SHAPES
+
+    made = run_step("chunk_shape_run", d, "small")
+    print(f"  chunk_shape_run {json.dumps(made)[:120]}", flush=True)
+    rows = []
+    for shape in CHUNK_SHAPES:
+        result = run_step("chunk_shape", d, "small", env={"ZSTORE_BENCH_INNER": shape})
+        print(f"  {shape}: {json.dumps(result)[:200]}", flush=True)
+        if "error" in result:
+            sys.exit(f"the chunk-shape benchmark failed at {shape}: {result['error']}")
+        rows.append(result)
+    return report.chunk_shape_table(rows, CHUNK_SHAPE_RUN)
+
+
+COLLECTION_SIZES = (20, 200)
+
+
+def compare_collections(d: Path) -> str:
+    """Open + table() and one trial's load, for collections of 20 and 200 experiments x
+    5 trials, on moto's S3 server and on local disk, each in its own process."""
+    results = []
+    for where in ("s3", "local"):
+        for n in COLLECTION_SIZES:
+            env = {"ZSTORE_BENCH_EXPERIMENTS": str(n), "ZSTORE_BENCH_WHERE": where}
+            result = run_step("collection_scale", d, "small", env=env)
+            print(f"  collection {where} {n}: {json.dumps(result)[:200]}", flush=True)
+            if "error" in result:
+                sys.exit(f"the collection benchmark failed: {result['error']}")
+            results.append(result)
+    return report.collection_table(results)
+
+
 def compare_storage() -> str:
     """Codec x inner chunk on realistic traces (synthetic GCaMP-like F), one core, in this
     process; prints each row as it is measured."""
@@ -214,6 +248,8 @@ def main(
     against: str | None,
     pipelines: bool = False,
     s3_pipelines: bool = False,
+    collection: bool = False,
+    chunk_shapes: bool = False,
 ) -> None:
     """What ``scripts/bench`` does with its options (see benchmarks.__main__)."""
     if s3_against or s3_pipelines:
@@ -221,6 +257,16 @@ def main(
         return
     if compare:
         _emit(compare_storage(), out)
+        return
+    if chunk_shapes:
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as work:
+            _emit(compare_chunk_shapes(Path(work)), out)
+        return
+    if collection:
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as work:
+            _emit(compare_collections(Path(work)), out)
         return
     check_disk(scratch, size, skip)
     d = scratch / size

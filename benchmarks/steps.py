@@ -350,6 +350,130 @@ def s3_trial(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
         s3.stop()
 
 
+# -- inner chunk shapes on the storage engine (--chunk-shapes) ---------------------------------
+
+CHUNK_SHAPES = ["32x16384", "16x16384", "16x8192", "64x8192", "32x4096", "16x4096", "8x8192"]
+CHUNK_SHAPE_RUN = (4096, 100_000)
+
+
+def chunk_shape_run(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
+    """The synthetic run the chunk-shape steps share: one trial of 4096 x 100000."""
+    import zstore.synthetic as syn
+
+    t = time.perf_counter()
+    rois, frames = CHUNK_SHAPE_RUN
+    syn.write_suite2p_plane(
+        d / "shapes", n_rois=rois, frames_per_file=[frames], non_cell_fraction=0.0,
+        fneu_spks="zeros", seed=1,
+    )  # fmt: skip
+    return {"seconds": time.perf_counter() - t}
+
+
+def chunk_shape(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
+    """One inner chunk shape (``ZSTORE_BENCH_INNER``, e.g. ``32x16384``) on Icechunk,
+    through zstore's API: add_trial of 4096 x 100000, then the whole trial read (sum
+    per ROI), one trace (median of 7 ROIs, each read once first) and a 1000-frame window
+    of all ROIs (median of 5, each read once first)."""
+    import shutil
+
+    import zstore as zs
+
+    rois, frames = (int(n) for n in os.environ["ZSTORE_BENCH_INNER"].split("x"))
+    F = np.load(d / "shapes/suite2p/plane0/F.npy", mmap_mode="r")
+    store = d / f"shape-{rois}x{frames}.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    exp = zs.create_experiment(
+        store, exp_id="E", config=zs.StorageConfig(inner_rois=rois, inner_frames=frames)
+    )
+    t = time.perf_counter()
+    exp.add_trial("t", zs.AnnotatedData(np.asarray(F)))
+    write = time.perf_counter() - t
+    X = zs.open_experiment(store).load_trial("t").data.X
+    t = time.perf_counter()
+    X.sum(axis=1).compute()
+    read = time.perf_counter() - t
+
+    def warm_median(reads: list[Callable[[], Any]]) -> float:
+        times = []
+        for read_one in reads:
+            read_one()
+            t = time.perf_counter()
+            read_one()
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    picked = np.random.default_rng(0).choice(X.shape[0], 7, replace=False)
+    starts = np.linspace(0, X.shape[1] - 1000, 5).astype(int)
+    trace = warm_median([lambda r=int(r): X[r].compute(scheduler="sync") for r in picked])
+    window = warm_median([lambda s=int(s): X[:, s : s + 1000].compute() for s in starts])
+    shutil.rmtree(store, ignore_errors=True)
+    return {
+        "inner": [rois, frames],
+        "bytes": X.nbytes,
+        "write_seconds": write,
+        "read_seconds": read,
+        "one_trace_seconds": trace,
+        "window_seconds": window,
+    }
+
+
+# -- collections (--collection) ---------------------------------------------------------------
+
+COLLECTION_TRIALS = 5
+
+
+def collection_scale(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
+    """A synthetic collection of ``ZSTORE_BENCH_EXPERIMENTS`` experiments x 5 trials
+    (8 ROIs x 50 frames each) on moto's S3 server, or on local disk
+    (``ZSTORE_BENCH_WHERE=local``); then, three times each (the median): open +
+    table(), and open one experiment + load one trial, with the requests the server
+    counted. Peak RSS is the step's process (moto's server runs in it too on S3)."""
+    import logging
+
+    import zstore as zs
+    import zstore.synthetic as syn
+
+    logging.disable(logging.WARNING)
+    n_exp = int(os.environ.get("ZSTORE_BENCH_EXPERIMENTS", "200"))
+    local = os.environ.get("ZSTORE_BENCH_WHERE") == "local"
+    subjects = [f"S{i:03d}" for i in range(max(1, n_exp // 4))]
+    server = None if local else _load_s3server().S3Server().start()
+    try:
+        if server is None:
+            url, options = str(d / f"lab-{n_exp}.zarr"), None
+        else:
+            url, options = f"s3://{server.new_bucket()}/lab.zarr", server.options()
+        t = time.perf_counter()
+        syn.write_collection(
+            url, subjects=subjects, sessions=["d1", "d2"], n_planes=2,
+            n_trials=COLLECTION_TRIALS, storage_options=options,
+        )  # fmt: skip
+        out: Result = {"build_s": time.perf_counter() - t, "where": "local" if local else "s3"}
+        runs = []
+        for _ in range(3):
+            if server is not None:
+                server.reset()
+            t = time.perf_counter()
+            col = zs.open_collection(url, storage_options=options)
+            table = col.table()
+            opened = (time.perf_counter() - t, server.count() if server else None)
+            if server is not None:
+                server.reset()
+            t = time.perf_counter()
+            col.open_experiment(col.experimentIDs[-1]).load_trial("t-002")
+            one = (time.perf_counter() - t, server.count() if server else None)
+            runs.append((opened, one))
+        for i, name in enumerate(("open_table", "open_trial")):
+            best = sorted(runs, key=lambda r: r[i][0])[1][i]
+            out[name + "_s"], out[name + "_requests"] = best
+        out["experiments"] = len(col)
+        out["trials"] = len(table)
+        return out
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def _load_s3server() -> Any:
     """The tests' S3 server (tests/s3server.py of this repository), imported by path."""
     spec = importlib.util.spec_from_file_location("s3server", ROOT / "tests" / "s3server.py")
@@ -458,6 +582,11 @@ STEPS: dict[str, Step] = {
     "ceiling_copy": ceiling_copy,
     "ceiling_zarr": ceiling_zarr,
     "ceiling_kernel": ceiling_kernel,
-    # Run only by --s3-against.
+    # Run only by --s3-against / --s3-pipelines.
     "s3_trial": s3_trial,
+    # Run only by --chunk-shapes.
+    "chunk_shape_run": chunk_shape_run,
+    "chunk_shape": chunk_shape,
+    # Run only by --collection.
+    "collection_scale": collection_scale,
 }

@@ -1,8 +1,10 @@
-"""The zstore demo: the imaging tutorial's flow on a synthetic experiment of 3 trials.
+"""The zstore demo: the imaging tutorial's flow on a synthetic experiment of 3 trials,
+then a collection of 2 sessions x 2 planes.
 
 Writes a synthetic Suite2p run (with one .paq per trial), ingests it into a local
 store, then does what the tutorial does: load a trial, print it, add and save dF/F
-lazily, look at obs, the pixel masks and var, and concatenate the trials.
+lazily, look at obs, the pixel masks and var, and concatenate the trials. Then ingests
+two sessions of a two-plane run into one collection and prints its trial table.
 """
 
 from __future__ import annotations
@@ -100,8 +102,26 @@ def main() -> None:
         f">>> list(zs.open_experiment(store, version={before!r}).load_trial({first!r}).data.layers)"
     )
     print(list(old.load_trial(first).data.layers))
+
+    step("many sessions and planes: a collection (2 sessions x 2 planes), one table")
+    lab = root / "lab.zarr"
+    shutil.rmtree(lab, ignore_errors=True)
+    for day, session in enumerate(["2024-05-01", "2024-05-02"]):
+        run = syn.write_suite2p_planes(
+            root / "RL109" / session, n_planes=2, n_rois=args.rois // 4,
+            frames_per_file=[args.frames // 4] * 2, seed=20 + day,
+        )  # fmt: skip
+        col = zs.ingest_suite2p(run, lab, subject="RL109", session=session)
+        print(f"zs.ingest_suite2p({run}, {lab}, subject='RL109', session={session!r})")
+    assert isinstance(col, zs.Collection)
+    print(f">>> col.experimentIDs\n{col.experimentIDs}")
+    columns = ["experiment", "plane", "trial", "n_rois", "n_frames", "start_s", "duration_s"]
+    print(f">>> col.table()\n{col.table()[columns]}")
+    done = zs.compute_dff(col, where="plane == 0", normalize_pct=20)
+    print(f">>> zs.compute_dff(col, where='plane == 0', normalize_pct=20)\n{done}")
     print(
-        f"\ndemo finished in {time.perf_counter() - t_start:.1f} s; inspect it with: zstore info {store}"
+        f"\ndemo finished in {time.perf_counter() - t_start:.1f} s; inspect it with: "
+        f"zstore info {store}, zstore info {lab}"
     )
 
 

@@ -31,8 +31,11 @@ Nothing reads chunk data unless asked. Attributes never do I/O; methods that do 
 | `trial.data` verbs (`add_layer`, `add_obs`, ...), `normalize_dff` on dask | nothing | - |
 | `.compute()`, indexing lazy X / layers / masks | the chunks selected | - |
 | `trial.storage()` | the manifests (stored sizes); `storage(stored=False)`: nothing | - |
+| `open_collection`, `col.refresh()` | the repository's config, the branch, one snapshot | - |
+| `col.table()`, `exp.table()`, `col.experimentIDs`, `col.select`, `len(col)`, `in` | nothing beyond the snapshot: experiment and trial attributes, fetched concurrently once per version | - |
+| `col.open_experiment` | nothing (the collection's snapshot) | - |
 | `exp.history()` | every snapshot of main | - |
-| `trial.save()`, `exp.add_trial`, `exp.remove_trial`, `compute_dff`, `create_experiment`, `ingest_suite2p`, `migrate` | what they compute from | new chunks, then one commit |
+| `trial.save()`, `exp.add_trial`, `exp.remove_trial`, `compute_dff`, `create_experiment`, `ingest_suite2p`, `migrate`, `create_collection`, `col.append`, `col.create_experiment`, `col.remove_experiment` | what they compute from | new chunks, then one commit (`compute_dff`: one per trial) |
 | `exp.collect_garbage` | every snapshot and manifest kept | deletes expired snapshots and unreferenced objects |
 | `verify_experiment`, `export` | every chunk | `export`: the new file |
 

@@ -69,7 +69,11 @@ def test_three_trials_line_up_exactly(
         assert data.var_names.tolist() == [str(e) for e in edges]
         for c, name in enumerate(pq.chan_names):
             np.testing.assert_array_equal(data.var[name], pq.data[c, edges])
-        np.testing.assert_allclose(data.var["time"], (edges - edges[0]) / pq.rate)
+        # session time: the trial starts where its frames are in the run, and within
+        # it the paq frame clock gives the times
+        start = data.uns["trial"]["start_s"]
+        assert start == pytest.approx(a / 30.0)
+        np.testing.assert_allclose(data.var["time"], start + (edges - edges[0]) / pq.rate)
         assert data.uns["fs"] == 30.0
         assert data.uns["trial"]["frame_start"] == a and data.uns["trial"]["frame_stop"] == b
         assert list(data.uns["trial"]["files"]) == [f"{tid}.tif"]

@@ -123,6 +123,25 @@ def test_dff_under_distributed_equals_threaded(
     assert sum(cluster_client.nthreads().values()) == 2
 
 
+def test_a_collection_computes_a_selection_on_a_cluster(s3: S3Server, cluster_client: Any) -> None:
+    url, options = f"s3://{s3.new_bucket()}/lab.zarr", s3.options()
+    col = zs.create_collection(url, storage_options=options, config=SMALL_SHARDS)
+    for name in ("A", "B"):
+        exp = col.create_experiment(name, metadata={"subject": name})
+        for k in range(2):
+            exp.add_trial(f"t-{k}", _trial(100, 2048, seed=k + ord(name)))
+    col = zs.open_collection(url, mode="r+", storage_options=options)
+    done = zs.compute_dff(col, where="subject == 'B'", normalize_pct=30)  # on the cluster
+    assert done == ["B/t-0", "B/t-1"]
+    col = zs.open_collection(url, storage_options=options)
+    assert col.table()["layers"].tolist() == ["Fneu", "Fneu", "Fneu,dFF", "Fneu,dFF"]
+    with dask.config.set(scheduler="threads"):
+        for tid in ("t-0", "t-1"):
+            data = col.open_experiment("B").load_trial(tid).data
+            threaded = zs.normalize_dff(data.X, normalize_pct=30).compute()
+            np.testing.assert_array_equal(data.layers["dFF"].compute(), threaded)
+
+
 def test_cli_on_s3(s3: S3Server, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"s3://{s3.new_bucket()}/exp.zarr"
     exp = zs.create_experiment(url, exp_id="RL109", storage_options=s3.options())

@@ -3,11 +3,14 @@
 >>> import zstore as zs
 >>> exp = zs.open_experiment("exp.zarr")          # doctest: +SKIP
 >>> trial = exp.load_trial(exp.trialIDs[0])       # doctest: +SKIP
+>>> col = zs.open_collection("lab.zarr")          # doctest: +SKIP
+>>> col.table("subject == 'RL109' and plane == 0")  # doctest: +SKIP
 """
 
 from ._version import __version__
 from .annotated import AnnotatedData
 from .arrays import StorageConfig
+from .collection import Collection, create_collection, open_collection
 from .errors import ZstoreWarning
 from .experiment import Experiment, Trial, compute_dff
 from .export import export
@@ -21,6 +24,7 @@ from .verify import verify_experiment
 
 __all__ = [
     "AnnotatedData",
+    "Collection",
     "Experiment",
     "PaqData",
     "RaggedArray",
@@ -29,6 +33,7 @@ __all__ = [
     "ZstoreWarning",
     "__version__",
     "compute_dff",
+    "create_collection",
     "create_experiment",
     "export",
     "frame_times",
@@ -36,6 +41,7 @@ __all__ = [
     "migrate",
     "neuropil_correct",
     "normalize_dff",
+    "open_collection",
     "open_experiment",
     "read_paq",
     "verify_experiment",

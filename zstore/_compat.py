@@ -31,6 +31,7 @@ loudly when one of them changes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -50,11 +51,13 @@ __all__ = [
     "is_missing_object",
     "is_storage_error",
     "let_anndata_view",
+    "list_children",
     "list_keys",
     "local_path_of",
     "local_storage",
     "quiet_icechunk",
     "read_bytes",
+    "read_many",
     "reset_awkward_caches",
     "set_aligned",
     "short_message",
@@ -72,6 +75,29 @@ def read_bytes(store: Store, key: str) -> bytes | None:
 
     value = sync(get())
     return None if value is None else bytes(value.to_bytes())
+
+
+def read_many(store: Store, keys: list[str]) -> list[bytes | None]:
+    """The whole objects ``keys`` of ``store`` (None where there is none), fetched
+    concurrently in one call."""
+
+    async def get_all() -> list[Any]:
+        proto = default_buffer_prototype()
+        return await asyncio.gather(*(store.get(key, proto) for key in keys))
+
+    return [None if v is None else bytes(v.to_bytes()) for v in sync(get_all())]
+
+
+def list_children(store: Store, prefixes: list[str]) -> list[list[str]]:
+    """The names directly under each of ``prefixes`` (Zarr's ``list_dir``), concurrently."""
+
+    async def one(prefix: str) -> list[str]:
+        return [name async for name in store.list_dir(prefix)]
+
+    async def every() -> list[list[str]]:
+        return list(await asyncio.gather(*(one(p) for p in prefixes)))
+
+    return sync(every())
 
 
 def list_keys(store: Store, prefix: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -59,15 +60,35 @@ def _parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser(
         "ingest",
-        help="ingest a Suite2p plane folder (and .paq files) into a new experiment store",
-        description="Ingest a Suite2p plane folder into a new experiment store, one trial "
-        "per file of the run unless --trial says otherwise. Traces are streamed: memory "
-        "stays at a few shards whatever the size of the run.",
-        epilog="example: zstore ingest RL109/suite2p/plane0 RL109.zarr "
-        "--paq t-005=paq/t-005.paq --trial t-005=t-005.tif --exp-id RL109",
+        help="ingest a Suite2p run (one plane or every plane) into a collection or experiment",
+        description="Ingest a Suite2p run, one trial per file of the run unless --trial "
+        "says otherwise. SUITE2P_DIR is a plane folder (holds F.npy) or a suite2p folder "
+        "with plane0..planeN: every plane becomes its own experiment, with ID "
+        "<subject>_<session>_plane<k>. When STORE is a collection the experiments are "
+        "appended to it and nothing else there is touched; when nothing is at STORE, a "
+        "collection is created if there are several planes or --subject/--session is "
+        "given, else a one-plane experiment store. Traces are streamed: memory stays at a "
+        "few shards whatever the size of the run.",
+        epilog="examples:\n  zstore ingest RL109/2024-05-01/suite2p lab.zarr --subject RL109 "
+        "--session 2024-05-01 --metadata genotype=GCaMP6s\n  zstore ingest "
+        "RL109/suite2p/plane0 RL109.zarr --paq t-005=paq/t-005.paq --exp-id RL109",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ingest.add_argument("plane_dir", metavar="PLANE_DIR", help="Suite2p plane folder (holds F.npy)")
-    _add_store(ingest, "experiment store to create")
+    ingest.add_argument(
+        "plane_dir",
+        metavar="SUITE2P_DIR",
+        help="a Suite2p plane folder (holds F.npy) or a suite2p folder with plane0..planeN",
+    )
+    _add_store(ingest, "collection to append to, or new store to create")
+    ingest.add_argument("--subject", help="the subject (default: the folder above suite2p/)")
+    ingest.add_argument("--session", help="the session (e.g. its date, 2024-05-01)")
+    ingest.add_argument(
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="anything else to record with each experiment (repeat); numbers stay numbers",
+    )
     ingest.add_argument(
         "--paq",
         action="append",
@@ -83,7 +104,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a trial made of consecutive files of the run, or of a frame range (repeat "
         "per trial); default: one trial per file, named by the file's stem",
     )
-    ingest.add_argument("--exp-id", help="experiment ID (default: the folder above suite2p/)")
+    ingest.add_argument(
+        "--exp-id",
+        help="experiment ID (several planes: <exp-id>_plane<k>); default from --subject and "
+        "--session in a collection, the folder above suite2p/ for an experiment store",
+    )
     ingest.add_argument(
         "--neuropil-coeff",
         type=float,
@@ -100,18 +125,25 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a zstore experiment at STORE (as a new version; the old one stays "
-        "readable until 'zstore gc'); anything else there is never replaced",
+        help="replace a zstore experiment at STORE, or in a collection the experiments with "
+        "the same IDs (as a new version; the old data stays readable until 'zstore gc'); "
+        "anything else there is never replaced",
     )
     ingest.set_defaults(run=_ingest)
 
     info = commands.add_parser(
         "info",
-        help="list the trials of a store with shapes, layers, chunking and sizes",
-        description="Print the experiment's trials: shape, layers, shard and chunk shapes, "
-        "stored and uncompressed sizes. Reads metadata only.",
+        help="describe a store: a collection's trial table, or an experiment's trials",
+        description="For a collection: its trial table (first rows), counts of subjects, "
+        "sessions, planes, experiments and trials, and the total size. For an "
+        "experiment: each trial's shape, layers, shard and chunk shapes, stored and "
+        "uncompressed sizes. Reads metadata only.",
     )
-    _add_store(info, "experiment store to describe")
+    _add_store(info, "collection or experiment store to describe")
+    info.add_argument("--where", help="a pandas query on the table (collections)")
+    info.add_argument(
+        "--rows", type=int, default=20, metavar="N", help="table rows to print (default 20)"
+    )
     info.set_defaults(run=_info)
 
     dff = commands.add_parser(
@@ -122,7 +154,13 @@ def _parser() -> argparse.ArgumentParser:
         "F below t; dF/F = (F - f0) / |f0| * 100. maximin: Gaussian smoothing, then a "
         "running min and max over --window seconds (needs the frame rate in uns['fs']).",
     )
-    _add_store(dff, "experiment store (opened for writing)")
+    _add_store(dff, "collection or experiment store (opened for writing)")
+    dff.add_argument(
+        "--where",
+        default=None,
+        help="select trials with a pandas query on the table, e.g. \"subject == 'RL109' "
+        'and plane == 0" (default: every trial)',
+    )
     dff.add_argument(
         "--pct", type=float, default=20.0, metavar="P", help="baseline percentile (default 20)"
     )
@@ -274,6 +312,7 @@ def _storage_options(values: list[str]) -> dict[str, Any] | None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from .experiment import Experiment
     from .ingest import ingest_suite2p
 
     trials: dict[str, Any] | None = None
@@ -284,9 +323,12 @@ def _ingest(args: argparse.Namespace) -> int:
             trials[tid] = (int(frames[1]), int(frames[2])) if frames else spec.split(",")
     bar = _ProgressBar()
     t0 = time.perf_counter()
-    exp = ingest_suite2p(
+    result = ingest_suite2p(
         args.plane_dir,
         args.store,
+        subject=args.subject,
+        session=args.session,
+        metadata=_metadata(args.metadata) or None,
         trials=trials,
         paq=_pairs(args.paq, "--paq") or None,
         exp_id=args.exp_id,
@@ -298,28 +340,84 @@ def _ingest(args: argparse.Namespace) -> int:
         progress=bar.update,
     )
     bar.close()
-    print(
-        f"ingested {len(exp.trialIDs)} trials into {args.store} in {time.perf_counter() - t0:.1f} s"
-    )
-    _print_info(exp)
+    took = time.perf_counter() - t0
+    if isinstance(result, Experiment):
+        print(f"ingested {len(result.trialIDs)} trials into {args.store} in {took:.1f} s")
+        _print_info(result)
+        return 0
+    print(f"appended to the collection at {args.store} in {took:.1f} s")
+    _print_collection(result, None, 20)
     return 0
+
+
+def _metadata(values: list[str]) -> dict[str, Any]:
+    # KEY=VALUE; a value that reads as a JSON number or boolean is one (plane=0, age=12.5)
+    out: dict[str, Any] = {}
+    for key, value in _pairs(values, "--metadata").items():
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        out[key] = parsed if isinstance(parsed, int | float | bool) else value
+    return out
 
 
 def _info(args: argparse.Namespace) -> int:
+    from .collection import open_collection, stored_kind
     from .opening import open_experiment
+    from .store import COLLECTION_ENCODING
 
-    exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
-    _print_info(exp)
+    options = _storage_options(args.storage_option)
+    if stored_kind(args.store, options) == COLLECTION_ENCODING:
+        _print_collection(
+            open_collection(args.store, storage_options=options), args.where, args.rows
+        )
+        return 0
+    if args.where:
+        raise ValueError("--where selects trials of a collection; this is one experiment")
+    _print_info(open_experiment(args.store, storage_options=options))
     return 0
 
 
+def _print_collection(col: Any, where: str | None, rows: int) -> None:
+    import pandas as pd
+
+    table = col.table(where)
+    print(
+        f"collection at {col.location}, version {col.version}: {len(col)} experiments, "
+        f"{len(col.table())} trials" + (f"; {len(table)} match {where!r}" if where else "")
+    )
+    if table.empty:
+        return
+    counts = ", ".join(
+        f"{table[c].nunique()} {c}s"
+        for c in ("subject", "session", "plane")
+        if table[c].notna().any()
+    )
+    n_layers = table["layers"].map(lambda s: len([n for n in s.split(",") if n]))
+    nbytes = (table["n_rois"] * table["n_frames"] * 4 * (1 + n_layers)).sum()
+    hours = table["duration_s"].sum() / 3600
+    print(
+        f"{counts}; {hours:.2f} h of imaging; {format_bytes(float(nbytes))} of traces "
+        f"uncompressed (X and layers, float32)"
+    )
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.head(rows).to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    if len(table) > rows:
+        print(f"... {len(table) - rows} more rows (--rows N)")
+
+
 def _dff(args: argparse.Namespace) -> int:
+    from .collection import open_collection, stored_kind
     from .experiment import compute_dff
     from .opening import open_experiment
+    from .store import COLLECTION_ENCODING
 
-    exp = open_experiment(
-        args.store, mode="r+", storage_options=_storage_options(args.storage_option)
-    )
+    options = _storage_options(args.storage_option)
+    if stored_kind(args.store, options) == COLLECTION_ENCODING:
+        exp: Any = open_collection(args.store, mode="r+", storage_options=options)
+    else:
+        exp = open_experiment(args.store, mode="r+", storage_options=options)
     bar = _ProgressBar()
     t0 = time.perf_counter()
     done = compute_dff(
@@ -328,6 +426,7 @@ def _dff(args: argparse.Namespace) -> int:
         normalize_pct=args.pct,
         baseline=args.baseline,
         trials=args.trial,
+        where=args.where,
         overwrite=args.overwrite,
         source=args.source,
         sig_baseline=args.sigma,
@@ -340,17 +439,38 @@ def _dff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _open_any(args: argparse.Namespace, mode: str = "r") -> Any:
+    """The collection or the experiment at STORE."""
+    from .collection import open_collection, stored_kind
     from .opening import open_experiment
+    from .store import COLLECTION_ENCODING
+
+    options = _storage_options(args.storage_option)
+    if stored_kind(args.store, options) == COLLECTION_ENCODING:
+        return open_collection(args.store, mode=mode, storage_options=options)
+    return open_experiment(args.store, mode=mode, storage_options=options)
+
+
+def _verify(args: argparse.Namespace) -> int:
     from .verify import verify_experiment
 
-    exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
+    found = _open_any(args)
+    in_collection = hasattr(found, "experiments")
+    experiments = list(found.experiments()) if in_collection else [found]
     bar = _ProgressBar()
-    damage = verify_experiment(exp, progress=lambda tid, done, total: bar.update(tid, done, total))
+    damage = []
+    trials = 0
+    for exp in experiments:
+        prefix = f"{exp.expID}/" if in_collection else ""
+
+        def report(tid: str, done: int, total: int, prefix: str = prefix) -> None:
+            bar.update(prefix + tid, done, total)
+
+        damage += verify_experiment(exp, progress=report)
+        trials += len(exp.trialIDs)
     bar.close()
     for item in damage:
         print(f"DAMAGED {item}")
-    trials = len(exp.trialIDs)
     if damage:
         print(f"{len(damage)} damaged chunks in {trials} trials; restore them from a copy")
         return EXIT_ERROR
@@ -359,10 +479,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from .opening import open_experiment
-
-    exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
-    commits = exp.history()
+    commits = _open_any(args).history()
     for commit in commits[: args.n] if args.n else commits:
         print(commit)
     return 0
@@ -371,14 +488,9 @@ def _history(args: argparse.Namespace) -> int:
 def _gc(args: argparse.Namespace) -> int:
     import datetime
 
-    from .opening import open_experiment
-
     if args.keep < 0 or args.grace < 0:
         raise ValueError("--keep and --grace must be >= 0")
-    exp = open_experiment(
-        args.store, mode="r+", storage_options=_storage_options(args.storage_option)
-    )
-    report = exp.collect_garbage(
+    report = _open_any(args, "r+").collect_garbage(
         keep=datetime.timedelta(days=args.keep),
         grace=datetime.timedelta(hours=args.grace),
         dry_run=args.dry_run,

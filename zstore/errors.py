@@ -14,6 +14,7 @@ __all__ = [
     "ConflictError",
     "CorruptChunkError",
     "ExperimentExistsError",
+    "ExperimentNotFoundError",
     "FormatVersionError",
     "InvalidNameError",
     "KeyNotFoundError",
@@ -52,6 +53,10 @@ class KeyNotFoundError(KeyError):
 
 class TrialNotFoundError(KeyNotFoundError):
     """A trial ID that is not in the experiment."""
+
+
+class ExperimentNotFoundError(KeyNotFoundError):
+    """An experiment ID that is not in the collection."""
 
 
 class VersionNotFoundError(KeyNotFoundError):

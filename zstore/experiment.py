@@ -24,6 +24,7 @@ from .arrays import Progress, StorageConfig
 from .changes import StoredState, diff
 from .errors import (
     ExperimentExistsError,
+    ExperimentNotFoundError,
     FormatVersionError,
     KeyNotFoundError,
     NotAnExperimentError,
@@ -34,10 +35,12 @@ from .errors import (
 from .names import check_name
 from .storable import prepare
 from .store import (
+    COLLECTION_ENCODING,
     ENCODING_VERSION,
     EXPERIMENT_ENCODING,
     TRIALS,
 )
+from .table import query_table, read_table
 from .transaction import Commit, GarbageReport, Repo, Transaction
 from .trialio import (
     apply_changes,
@@ -59,10 +62,14 @@ class Experiment:
     with :func:`open_experiment`.
     """
 
-    def __init__(self, repo: Repo, *, mode: str, session: Any, pinned: bool = False):
+    def __init__(
+        self, repo: Repo, *, mode: str, session: Any, pinned: bool = False, prefix: str = ""
+    ):
         self._repo = repo
         self.mode = mode
         self._pinned = pinned
+        # "" for an experiment that is its repository; "experiments/<id>" in a collection
+        self._prefix = prefix
         self._use(session)
 
     # -- the version this object reads ------------------------------------------------
@@ -71,8 +78,18 @@ class Experiment:
         self._use(self._repo.session(version))
 
     def _use(self, session: Any) -> None:
-        where = self._repo.place.label
+        where = self.location
         root = self._repo.root(session)
+        if root is not None and self._prefix:
+            node = root.get(self._prefix)
+            if not isinstance(node, zarr.Group):
+                exp_id = self._prefix.rsplit("/", 1)[-1]
+                raise ExperimentNotFoundError(
+                    f"experiment {exp_id!r} is not in the collection at "
+                    f"{self._repo.place.label} (version {session.snapshot_id}); it was "
+                    f"removed, or never added"
+                )
+            root = node
         if root is None:
             self._repo.check_snapshot(str(session.snapshot_id))
             raise NotAnExperimentError(
@@ -93,8 +110,17 @@ class Experiment:
 
     @property
     def location(self) -> str:
-        """Where the experiment is stored (a path or URL)."""
-        return self._repo.place.label
+        """Where the experiment is stored (a path or URL; in a collection, the
+        collection's location and ``::experiments/<id>``)."""
+        label = self._repo.place.label
+        return f"{label}::{self._prefix}" if self._prefix else label
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What was recorded about the experiment at ingest (subject, session, plane,
+        date and any ``metadata={...}``); empty for a standalone experiment without."""
+        found = self._meta.get("metadata")
+        return dict(found) if isinstance(found, dict) else {}
 
     @property
     def expID(self) -> str:
@@ -140,7 +166,12 @@ class Experiment:
         >>> [c.message for c in exp.history()][:2]
         ["add trial 't-005'", "create experiment 'RL109'"]
         """
-        return self._repo.history()
+        commits = self._repo.history()
+        if not self._prefix:
+            return commits
+        # in a collection: the commits that changed this experiment (and the creation)
+        mine = [c for c in commits if any(p.startswith(self._prefix) for p in c.changes)]
+        return mine or commits[-1:]
 
     def collect_garbage(
         self,
@@ -155,10 +186,28 @@ class Experiment:
         newest version is always kept. A write under way is never touched: every zstore
         writer holds a lease, and everything written since the oldest live one began is
         spared, as is everything younger than ``grace``. Trials loaded from an expired
-        version stop reading (with an error that says so).
+        version stop reading (with an error that says so). For an experiment of a
+        collection, versions are the collection's: this collects for all its experiments.
         """
         self._require_writable("collect garbage")
         return self._repo.collect_garbage(keep=keep, grace=grace, dry_run=dry_run)
+
+    def table(self, where: str | None = None) -> pd.DataFrame:
+        """One row per trial (the columns of :meth:`zstore.Collection.table`), from
+        metadata only; ``where`` is a pandas query on them (e.g. ``"n_frames > 1000"``).
+
+        Examples
+        --------
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
+        >>> _ = exp.add_trial("t-005", zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
+        >>> exp.table()[["experiment", "trial", "n_rois", "n_frames"]]
+          experiment  trial  n_rois  n_frames
+        0      RL109  t-005       4        10
+        """
+        table = read_table(self._session.store, self.location, {self.expID: self._prefix})
+        table = table[table["trial"].notna()].reset_index(drop=True)
+        return query_table(table, where, self.location) if where else table
 
     def __contains__(self, trial_id: object) -> bool:
         return trial_id in self.trialIDs
@@ -224,7 +273,7 @@ class Experiment:
         >>> anndata.read_zarr(exp.open_zarr("trials/t-005")).shape
         (4, 10)
         """
-        return zarr.open_group(self._session.store, path=path, mode="r", zarr_format=3)
+        return zarr.open_group(self._session.store, path=self._path(path), mode="r", zarr_format=3)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -260,7 +309,7 @@ class Experiment:
                 f"{type(adata).__name__}; wrap arrays with zs.AnnotatedData(X, obs, var)"
             )
         verb = "replace" if overwrite else "add"
-        with self._repo.transaction(f"{verb} trial {trial_id!r}") as txn:
+        with self._transaction(f"{verb} trial {trial_id!r}") as txn:
             _write_trials(
                 txn, {trial_id: (adata, provenance)}, self.config, overwrite, self.expID, progress
             )
@@ -280,7 +329,7 @@ class Experiment:
         """
         self._require_writable(f"remove trial {trial_id!r}")
         check_name(trial_id, kind="trial ID")
-        with self._repo.transaction(f"remove trial {trial_id!r}") as txn:
+        with self._transaction(f"remove trial {trial_id!r}") as txn:
             if trial_id not in txn.group(TRIALS):
                 raise TrialNotFoundError(
                     f"trial {trial_id!r} is not in experiment {self.expID!r} at {self.location}"
@@ -288,6 +337,14 @@ class Experiment:
             txn.delete(f"{TRIALS}/{trial_id}")
             txn.note(f"{TRIALS}/{trial_id}")
         self._advance(txn)
+
+    def _transaction(self, message: str) -> Any:
+        where = f"experiment {self.expID!r}: " if self._prefix else ""
+        return self._repo.transaction(where + message, prefix=self._prefix)
+
+    def _path(self, path: str) -> str:
+        """``path`` inside the experiment, from the repository's root."""
+        return "/".join(p for p in (self._prefix, path.strip("/")) if p)
 
     def _advance(self, txn: Transaction) -> None:
         if txn.snapshot is not None:
@@ -301,7 +358,9 @@ class Experiment:
         ``X`` is each trial's X (or ``layer``) concatenated along frames in trial order;
         ``var`` is the trials' var tables with a ``trial`` column (index
         ``"<trial>:<frame>"``); ``obs`` and the masks are the ROIs' (every trial must have
-        the same ROIs). Reads metadata, obs, var and uns only.
+        the same ROIs); ``uns["fs"]`` when every trial has the same. Ingested trials'
+        ``var["time"]`` is session time, so it increases across the concatenation.
+        Reads metadata, obs, var and uns only.
 
         Examples
         --------
@@ -328,12 +387,11 @@ class Experiment:
         var = pd.concat([t.data.var.assign(trial=t.trialID) for t in loaded], axis=0, join="outer")
         var.index = pd.Index([f"{t.trialID}:{name}" for t in loaded for name in t.data.var_names])
         var["trial"] = pd.Categorical(var["trial"], categories=ids)
-        data = AnnotatedData(
-            da.concatenate(blocks, axis=1),
-            obs=first.obs.copy(),
-            var=var,
-            uns={"trials": ids, "layer": layer or "X"},
-        )
+        uns: dict[str, Any] = {"trials": ids, "layer": layer or "X"}
+        rates = [t.data.uns.get("fs") for t in loaded]
+        if all(isinstance(r, int | float) for r in rates) and len(set(rates)) == 1:
+            uns["fs"] = rates[0]  # one frame rate for all: the concatenation has it too
+        data = AnnotatedData(da.concatenate(blocks, axis=1), obs=first.obs.copy(), var=var, uns=uns)
         for key, value in first.obsm.items():
             _compat.set_aligned(data, "obsm", key, value)  # aligned: the same ROIs
         return data
@@ -384,7 +442,7 @@ class Trial:
         """
         exp = self.experiment
         session = exp._repo.session(self.version)
-        group = zarr.open_group(session.store, path=f"{TRIALS}/{self.trialID}", mode="r")
+        group = zarr.open_group(session.store, path=exp._path(f"{TRIALS}/{self.trialID}"), mode="r")
         return describe_arrays(group, stored=stored)
 
     def save(self, *, progress: Progress | None = None) -> list[str]:
@@ -420,7 +478,7 @@ class Trial:
             return []
         paths = changes.paths()
         message = f"save trial {self.trialID!r}: {_describe(paths, self.data.uns)}"
-        with exp._repo.transaction(message) as txn:
+        with exp._transaction(message) as txn:
             trials = txn.group(TRIALS)
             if self.trialID not in trials:
                 raise TrialChangedError(
@@ -530,6 +588,12 @@ def _write_trials(
 
 def _experiment_attrs(root: zarr.Group, where: str) -> dict[str, Any]:
     meta: Any = root.attrs.get("zstore")
+    if isinstance(meta, dict) and meta.get("encoding-type") == COLLECTION_ENCODING:
+        raise NotAnExperimentError(
+            f"{where} is a collection of experiments, not one experiment; open it with "
+            f"zs.open_collection({where!r}) and pick one with .open_experiment(ID) (its IDs "
+            f"are in .experimentIDs)"
+        )
     if not isinstance(meta, dict) or meta.get("encoding-type") != EXPERIMENT_ENCODING:
         raise NotAnExperimentError(
             f"{where} is an Icechunk repository but not a zstore experiment (its root "
@@ -560,16 +624,23 @@ def _check_version(meta: Mapping[str, Any], where: str) -> None:
 
 
 def compute_dff(
-    exp: Experiment,
+    exp: Any,
     *,
     layer: str = "dFF",
     trials: Sequence[str] | None = None,
+    where: str | None = None,
     source: str | None = None,
     overwrite: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     **dff_params: Any,
 ) -> list[str]:
     """Compute and save dF/F for every trial (or those named), one trial after another.
+
+    ``exp`` is an :class:`Experiment` or a :class:`~zstore.Collection` (opened with
+    ``mode="r+"``). ``where`` selects trials with a pandas query on ``table()`` (e.g.
+    ``"subject == 'RL109' and plane == 0"``); ``trials`` names them (an experiment
+    only). Every selected trial is checked before the first is written. For a
+    collection the result names trials as ``"<experiment>/<trial>"``.
 
     ``dff_params`` are :func:`zstore.normalize_dff`'s (``normalize_pct``, ``baseline``,
     ``fs``, ``sig_baseline``, ``win_baseline``); with ``baseline="maximin"``, ``fs``
@@ -592,6 +663,22 @@ def compute_dff(
     """
     from .processing import normalize_dff
 
+    if hasattr(exp, "experimentIDs"):  # a Collection (it imports this module)
+        if trials is not None:
+            raise TypeError(
+                "compute_dff on a collection selects trials with where= (a query on "
+                "col.table()), not trials=; e.g. where=\"experiment == 'X' and trial == 't-1'\""
+            )
+        return _compute_dff_collection(exp, layer, where, source, overwrite, progress, dff_params)
+    if where is not None:
+        if trials is not None:
+            raise TypeError("pass trials= or where=, not both")
+        trials = exp.table(where)["trial"].tolist()
+        if not trials:
+            raise ValueError(
+                f"no trial of experiment {exp.expID!r} matches where={where!r}; its table "
+                f"has columns {list(exp.table().columns)}"
+            )
     exp._require_writable(f"save layer {layer!r}")
     check_name(layer, kind="layer name")
     unknown_params = sorted(set(dff_params) - _DFF_PARAMS)
@@ -626,6 +713,61 @@ def compute_dff(
             report = lambda done, total, tid=tid: progress(tid, done, total)  # noqa: E731
         trial.save(progress=report)
     return ids
+
+
+def _compute_dff_collection(
+    col: Any,
+    layer: str,
+    where: str | None,
+    source: str | None,
+    overwrite: bool,
+    progress: Callable[[str, int, int], None] | None,
+    dff_params: Mapping[str, Any],
+) -> list[str]:
+    col._require_writable(f"save layer {layer!r}")
+    check_name(layer, kind="layer name")
+    rows = col.table(where)
+    if rows.empty:
+        raise ValueError(f"no trial of the collection at {col.location} matches where={where!r}")
+    has = rows["layers"].str.split(",").apply(lambda names: layer in names)
+    if has.any() and not overwrite:
+        existing = [
+            f"{e}/{t}" for e, t in zip(rows["experiment"][has], rows["trial"][has], strict=True)
+        ]
+        raise ExperimentExistsError(
+            f"trials {existing[:10]}{' ...' if len(existing) > 10 else ''} already have a "
+            f"layer {layer!r}; pass overwrite=True (--overwrite) to recompute it, or choose "
+            f"another layer name"
+        )
+    if source is not None:
+        lacking = [
+            f"{e}/{t}"
+            for e, t, names in zip(rows["experiment"], rows["trial"], rows["layers"], strict=True)
+            if source not in names.split(",")
+        ]
+        if lacking:
+            raise KeyNotFoundError(
+                f"trials {lacking[:10]} have no layer {source!r} to compute dF/F from; "
+                f"select trials that have it (where=\"layers.str.contains('{source}')\")"
+            )
+    done = []
+    for exp_id, picked in rows.groupby("experiment", sort=False):
+        exp = col.open_experiment(exp_id, mode="r+")
+        report = None
+        if progress is not None:
+            report = lambda tid, d, n, e=exp_id: progress(f"{e}/{tid}", d, n)  # noqa: E731
+        written = compute_dff(
+            exp,
+            layer=layer,
+            trials=picked["trial"].tolist(),
+            source=source,
+            overwrite=overwrite,
+            progress=report,
+            **dff_params,
+        )
+        done += [f"{exp_id}/{tid}" for tid in written]
+    col.refresh()
+    return done
 
 
 _DFF_PARAMS = frozenset({"normalize_pct", "baseline", "fs", "sig_baseline", "win_baseline"})

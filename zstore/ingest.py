@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask.array as da
 import numpy as np
@@ -20,16 +21,18 @@ import pandas as pd
 
 from .annotated import AnnotatedData
 from .arrays import StorageConfig, plan_chunks
-from .errors import PaqFormatError, Suite2pFormatError, emit_user_warning
+from .collection import Collection, create_collection, open_collection, stored_kind
+from .errors import PaqFormatError, ReadOnlyError, Suite2pFormatError, emit_user_warning
 from .experiment import Experiment
 from .io.paq import PaqData, frame_times, read_paq
 from .io.suite2p import Suite2pPlane, TrialRange, TrialSpec, open_suite2p, plan_trials
-from .opening import create_with_trials
+from .names import check_name
+from .opening import create_with_trials, plain_metadata
 from .processing import neuropil_correct
 from .ragged import RaggedArray
-from .store import StoreLike
+from .store import COLLECTION_ENCODING, StoreLike
 
-__all__ = ["ingest_suite2p"]
+__all__ = ["SessionClock", "find_planes", "ingest_suite2p"]
 
 #: ops keys copied into each trial's uns (when present).
 OPS_KEYS = (
@@ -53,9 +56,12 @@ TrialProgress = Callable[[str, int, int], None]
 
 
 def ingest_suite2p(
-    plane_dir: str | os.PathLike[str],
-    store: StoreLike,
+    path: str | os.PathLike[str],
+    store: StoreLike | Collection,
     *,
+    subject: str | None = None,
+    session: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
     trials: TrialSpec = None,
     paq: Mapping[str, str | os.PathLike[str]] | None = None,
     exp_id: str | None = None,
@@ -67,15 +73,28 @@ def ingest_suite2p(
     storage_options: Mapping[str, Any] | None = None,
     config: StorageConfig | None = None,
     progress: TrialProgress | None = None,
-) -> Experiment:
-    """Ingest a Suite2p plane folder into a new experiment store, one trial at a time.
+) -> Experiment | Collection:
+    """Ingest a Suite2p run (one plane, or every plane) into a store, streaming.
 
     Parameters
     ----------
-    plane_dir
-        The Suite2p plane folder (``.../suite2p/plane0``), of suite2p < 1.0 or >= 1.0.
+    path
+        A Suite2p plane folder (``.../suite2p/plane0``), a ``suite2p`` folder holding
+        ``plane0..planeN`` (every plane is ingested, each its own experiment), or the
+        folder above ``suite2p``; of suite2p < 1.0 or >= 1.0.
     store
-        Where to create the experiment: a path, an ``s3://`` URL or a zarr Store.
+        Where to write: a :class:`~zstore.Collection` or the path/URL of one (the new
+        experiments are appended, the others are never touched), or the path of a new
+        experiment (today's one-plane store). When nothing is at ``store`` yet, a
+        collection is created if ``path`` holds several planes or ``subject`` or
+        ``session`` is given, else an experiment.
+    subject, session
+        Recorded with each experiment (the collection's table shows them) and used for
+        its ID, ``<subject>_<session>_plane<k>``. ``subject`` defaults to the folder
+        above ``suite2p``.
+    metadata
+        Anything else to record with each experiment (``{"date": "2024-05-01",
+        "genotype": "..."}``): text, numbers, booleans or dates; a column of the table.
     trials
         ``None``: one trial per file of the run (ID = file stem); ``{id: [files]}``:
         consecutive files per trial; ``{id: (start, stop)}``: frame ranges.
@@ -93,12 +112,20 @@ def ingest_suite2p(
     layers
         Which of Suite2p's other traces to store as layers (``"Fneu"``, ``"spks"``).
     overwrite
-        Replace a zstore experiment at ``store`` (a new version; the old one stays
-        readable until ``zstore gc``). Anything else there is never replaced.
+        Replace a zstore experiment at ``store``, or in a collection the experiments
+        with the same IDs (a new version; the old data stays readable until ``zstore
+        gc``). Anything zstore did not write is never replaced.
     storage_options, config
         See :func:`zstore.create_experiment`.
     progress
-        Called with ``(trial_id, shards_done, shards_total)`` while writing.
+        Called with ``(trial_id, shards_done, shards_total)`` while writing (in a
+        collection ``"<experiment>/<trial>"``).
+
+    Frame times (var ``time``) are seconds from the session's start: trials follow one
+    another as the run's frames do (from ``frames_per_file`` and ``fs``; within a trial
+    from the paq frame clock when a paq file is given), and each plane's frames carry
+    its offset in the volume (``k / (fs * nplanes)``). Each trial's start is in
+    ``uns["trial"]["start_s"]``.
 
     Examples
     --------
@@ -119,30 +146,151 @@ def ingest_suite2p(
     unknown = sorted(set(layers) - {"Fneu", "spks"})
     if unknown:
         raise ValueError(f"layers may name 'Fneu' and 'spks', got {unknown}")
+    planes = find_planes(path)
+    several = len(planes) > 1 or bool(subject or session)
+    kind = None if isinstance(store, Collection) else stored_kind(store, storage_options)
+    if isinstance(store, Collection) or kind == COLLECTION_ENCODING or several:
+        if isinstance(store, Collection) and store.mode == "r":
+            raise ReadOnlyError(
+                f"the collection at {store.location} was opened read-only; open it with "
+                f"zs.open_collection(..., mode='r+') to ingest into it"
+            )
+        if exp_id is not None:
+            check_name(exp_id, kind="exp_id")
+        subject = subject or _default_exp_id(planes[0][1])
+        planned: dict[str, Any] = {}
+        for k, plane_dir in planes:
+            plane = open_suite2p(plane_dir)
+            pid = _plane_exp_id(exp_id, subject, session, k, len(planes))
+            built = _build_trials(
+                plane, k, trials, paq, cells_only, neuropil_coeff, paq_channel, layers, config
+            )
+            info = {"subject": subject, "session": session, "plane": k, **dict(metadata or {})}
+            planned[pid] = (plain_metadata(info, where=f"experiment {pid!r}"), built)
+        # every plane is built and checked: only now is a new collection created
+        collection = (
+            store
+            if isinstance(store, Collection)
+            else open_collection(store, mode="r+", storage_options=storage_options)
+            if kind == COLLECTION_ENCODING
+            else create_collection(store, storage_options=storage_options)
+        )
+        collection.append(
+            planned,
+            overwrite=overwrite,
+            progress=progress,
+            message=f"ingest {Path(path)} as experiments {list(planned)}",
+        )
+        return collection
+    ((k, plane_dir),) = planes
+    target = cast(StoreLike, store)  # not a Collection: handled above
     plane = open_suite2p(plane_dir)
+    built = _build_trials(
+        plane, k, trials, paq, cells_only, neuropil_coeff, paq_channel, layers, config
+    )
+    # One transaction: the experiment (or its replacement) appears whole, or not at all.
+    exp_id = exp_id or _default_exp_id(plane.path)
+    info = {"subject": subject, "session": session, **dict(metadata or {})}
+    return create_with_trials(
+        target,
+        exp_id,
+        overwrite,
+        storage_options,
+        config,
+        trials=built,
+        progress=progress,
+        message=f"ingest {plane.path} as experiment {exp_id!r}: trials {list(built)}",
+        metadata={k: v for k, v in info.items() if v is not None},
+    )
+
+
+def find_planes(path: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``(plane index, folder)`` of each Suite2p plane under ``path``: the plane folder
+    itself, the ``plane0..planeN`` of a ``suite2p`` folder, or those of ``path/suite2p``.
+
+    Examples
+    --------
+    >>> import tempfile, zstore.synthetic as syn
+    >>> root = syn.write_suite2p_planes(tempfile.mkdtemp(), n_planes=2, n_rois=6,
+    ...                                 frames_per_file=[20])
+    >>> [(k, p.name) for k, p in find_planes(root)]
+    [(0, 'plane0'), (1, 'plane1')]
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"Suite2p folder {folder} does not exist; pass a plane folder (.../suite2p/plane0) "
+            f"or a suite2p folder holding plane0, plane1, ..."
+        )
+    if any((folder / f"{name}.npy").exists() for name in ("F", "stat", "iscell")):
+        return [(_plane_index(folder), folder)]
+    planes = sorted(
+        (int(m.group(1)), child)
+        for child in folder.iterdir()
+        if child.is_dir() and (m := _PLANE.fullmatch(child.name))
+    )
+    if planes:
+        return planes
+    if (folder / "suite2p").is_dir():
+        return find_planes(folder / "suite2p")
+    raise Suite2pFormatError(
+        f"{folder} holds no Suite2p plane: expected F.npy, stat.npy and iscell.npy there, "
+        f"or plane0, plane1, ... folders (a suite2p output folder); found "
+        f"{sorted(p.name for p in folder.iterdir())[:10]}"
+    )
+
+
+_PLANE = re.compile(r"plane(\d+)")
+
+
+def _plane_index(folder: Path) -> int:
+    match = _PLANE.fullmatch(folder.name)
+    return int(match.group(1)) if match else 0
+
+
+def _plane_exp_id(
+    exp_id: str | None, subject: str, session: str | None, k: int, n_planes: int
+) -> str:
+    if exp_id is not None:
+        return exp_id if n_planes == 1 else f"{exp_id}_plane{k}"
+    return "_".join(p for p in (subject, session, f"plane{k}") if p)
+
+
+def _build_trials(
+    plane: Suite2pPlane,
+    k: int,
+    trials: TrialSpec,
+    paq: Mapping[str, str | os.PathLike[str]] | None,
+    cells_only: bool,
+    neuropil_coeff: float,
+    paq_channel: str,
+    layers: Sequence[str],
+    config: StorageConfig | None,
+) -> dict[str, tuple[AnnotatedData, dict[str, Any]]]:
+    """Every trial of one plane, built lazily and checked (nothing is written)."""
     ranges = plan_trials(plane, trials)
     paq_files = _check_paq_map(paq, ranges)
     keep = _kept_rois(plane, cells_only)
     obs, masks = _obs_and_masks(plane, keep)
     config = config or StorageConfig()
+    clock = SessionClock(plane.fs, _plane_offset(plane, k))
     # Every trial is built (lazily) and checked before the store is touched: a bad
     # paq in the last trial must not leave a store with the first trials in it.
-    planned = []
+    out = {}
     for trial in ranges:
         paq_data = read_paq(paq_files[trial.trial_id]) if trial.trial_id in paq_files else None
         adata = _trial_data(
-            plane, trial, keep, obs, masks, paq_data, paq_channel, neuropil_coeff, config
+            plane, trial, keep, obs, masks, paq_data, paq_channel, neuropil_coeff, config, clock
         )
         for name in ("Fneu", "spks"):
             if name not in layers:
                 del adata.layers[name]
-        planned.append((trial, adata, paq_data))
-    trial_data = {
-        trial.trial_id: (
+        out[trial.trial_id] = (
             adata,
             {
                 "source": "suite2p",
                 "plane_dir": str(plane.path),
+                "plane": k,
                 "suite2p_generation": plane.generation,
                 "frames": [trial.start, trial.stop],
                 "paq": str(paq_files[trial.trial_id]) if paq_data is not None else None,
@@ -150,20 +298,51 @@ def ingest_suite2p(
                 "cells_only": bool(cells_only),
             },
         )
-        for trial, adata, paq_data in planned
-    }
-    # One transaction: the experiment (or its replacement) appears whole, or not at all.
-    exp_id = exp_id or _default_exp_id(plane.path)
-    return create_with_trials(
-        store,
-        exp_id,
-        overwrite,
-        storage_options,
-        config,
-        trials=trial_data,
-        progress=progress,
-        message=f"ingest {plane.path} as experiment {exp_id!r}: trials {list(trial_data)}",
-    )
+    return out
+
+
+def _plane_offset(plane: Suite2pPlane, k: int) -> float:
+    """When plane ``k``'s frames were taken within each volume (0 for one plane)."""
+    try:
+        nplanes = int(plane.ops.get("nplanes", 1) or 1)
+    except (TypeError, ValueError):
+        nplanes = 1
+    fs = plane.fs
+    if nplanes <= 1 or not fs or not np.isfinite(fs) or fs <= 0:
+        return 0.0
+    return (k % nplanes) / (fs * nplanes)
+
+
+class SessionClock:
+    """Session time for one plane's trials, in the order of the run's frames.
+
+    A trial starts at its first frame's place in the run (``frame / fs``, plus the
+    plane's offset in the volume), and never before the previous trial's last frame:
+    paq clocks may run a little slower than ``fs``, and concatenated trials must keep
+    strictly increasing times.
+    """
+
+    def __init__(self, fs: float | None, offset: float):
+        self.fs = fs if fs and np.isfinite(fs) and fs > 0 else None
+        self.offset = offset
+        self.last: float | None = None
+
+    def place(self, first_frame: int, relative: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """``relative`` times (seconds from the trial's first frame) in session time,
+        and the trial's start (None when neither fs nor a frame clock gives times)."""
+        if len(relative) == 0 or not np.isfinite(relative).all():
+            return relative, None
+        step = 1 / self.fs if self.fs else _median_step(relative)
+        start = first_frame / self.fs + self.offset if self.fs else 0.0
+        if self.last is not None and start <= self.last:
+            start = self.last + (step or 0.0)
+        times = relative + start
+        self.last = float(times[-1])
+        return times, start
+
+
+def _median_step(times: np.ndarray) -> float | None:
+    return float(np.median(np.diff(times))) if len(times) > 1 else None
 
 
 def _default_exp_id(plane_dir: Path) -> str:
@@ -292,6 +471,7 @@ def _trial_data(
     paq_channel: str,
     neuropil_coeff: float,
     config: StorageConfig,
+    clock: SessionClock,
 ) -> AnnotatedData:
     shape = (len(keep), trial.n_frames)
     rows = plan_chunks(shape, 4, config)[0][0]
@@ -312,7 +492,10 @@ def _trial_data(
         else neuropil_correct(traces["F"], traces["Fneu"], coeff=neuropil_coeff)
     )
     var = _var(plane, trial, paq, paq_channel)
-    adata = AnnotatedData(X, obs=obs.copy(), var=var, uns=_uns(plane, trial, paq))
+    var["time"], start = clock.place(trial.start, var["time"].to_numpy(dtype=np.float64))
+    uns = _uns(plane, trial, paq)
+    uns["trial"]["start_s"] = np.nan if start is None else float(start)
+    adata = AnnotatedData(X, obs=obs.copy(), var=var, uns=uns)
     adata.layers["Fneu"] = traces["Fneu"]
     adata.layers["spks"] = traces["spks"]
     for key, ragged in masks.items():

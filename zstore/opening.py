@@ -8,10 +8,12 @@ not write (:func:`zstore.store.survey`); replacing a zstore experiment with
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import anndata as ad
+import numpy as np
 import zarr
 
 from .arrays import StorageConfig
@@ -24,8 +26,10 @@ from .errors import (
 from .experiment import MODES, Experiment, _write_trials
 from .names import check_name
 from .store import (
+    COLLECTION_ENCODING,
     ENCODING_VERSION,
     EXPERIMENT_ENCODING,
+    EXPERIMENTS,
     TRIALS,
     Place,
     StoreLike,
@@ -34,18 +38,28 @@ from .store import (
 )
 from .transaction import Repo
 
-__all__ = ["create_experiment", "create_with_trials", "open_experiment"]
+__all__ = [
+    "create_experiment",
+    "create_with_trials",
+    "experiment_attributes",
+    "open_experiment",
+    "open_repo",
+    "plain_metadata",
+    "prepare",
+]
 
 
-def _open_repo(place: Place, *, writable: bool) -> Repo:
+def open_repo(place: Place, *, writable: bool, what: str = "experiment") -> Repo:
+    """The repository at ``place``; a clear error when there is none (``what`` names
+    what the caller expected there)."""
     try:
         return Repo.open(place, writable=writable)
     except Exception as err:
         contents = survey(place)
         if contents.kind == "nothing":
             raise FileNotFoundError(
-                f"no zstore experiment at {place.label}: nothing is there; check the path, "
-                f"or create one with zs.create_experiment(...) or `zstore ingest`"
+                f"no zstore {what} at {place.label}: nothing is there; check the path, "
+                f"or create one with zs.create_{what}(...) or `zstore ingest`"
             ) from None
         if contents.kind == "zstore-0.1":
             raise LegacyFormatError(
@@ -54,14 +68,16 @@ def _open_repo(place: Place, *, writable: bool) -> Repo:
             ) from None
         if contents.kind == "other":
             raise NotAnExperimentError(
-                f"{place.label} is not a zstore experiment: it holds {list(contents.names)}; "
+                f"{place.label} is not a zstore {what}: it holds {list(contents.names)}; "
                 f"a plain anndata Zarr store opens with anndata.read_zarr"
             ) from None
         raise err
 
 
-def _prepare(place: Place, *, overwrite: bool, exp_id: str) -> Repo:
-    """An Icechunk repository at ``place`` ready for a new experiment; never deletes."""
+def prepare(place: Place, *, overwrite: bool, kind: str = EXPERIMENT_ENCODING) -> Repo:
+    """An Icechunk repository at ``place`` ready for a new experiment (or, with
+    ``kind=COLLECTION_ENCODING``, a new collection); never deletes."""
+    what = "experiment" if kind == EXPERIMENT_ENCODING else "collection"
     contents = survey(place)
     if contents.kind == "nothing":
         return Repo.create(place)
@@ -73,7 +89,7 @@ def _prepare(place: Place, *, overwrite: bool, exp_id: str) -> Repo:
         )
     if contents.kind == "other":
         raise UnsafeOverwriteError(
-            f"{place.label} holds data that is not a zstore experiment "
+            f"{place.label} holds data that is not a zstore {what} "
             f"({', '.join(contents.names)}); zstore never deletes or replaces what it did "
             f"not write, with or without overwrite: choose a new path such as "
             f"{_suggest(place.label)}"
@@ -89,7 +105,9 @@ def _prepare(place: Place, *, overwrite: bool, exp_id: str) -> Repo:
             f"{_suggest(place.label)}"
         )
     meta = root.attrs.get("zstore")
-    if isinstance(meta, dict) and meta.get("encoding-type") == EXPERIMENT_ENCODING:
+    found = meta.get("encoding-type") if isinstance(meta, dict) else None
+    if found == kind == EXPERIMENT_ENCODING:
+        assert isinstance(meta, dict)
         existing = list(cast(zarr.Group, root[TRIALS]).group_keys()) if TRIALS in root else []
         if existing and not overwrite:
             raise ExperimentExistsError(
@@ -99,9 +117,29 @@ def _prepare(place: Place, *, overwrite: bool, exp_id: str) -> Repo:
                 f"to replace it (its current version stays readable until `zstore gc`)"
             )
         return repo
+    if found == kind == COLLECTION_ENCODING:
+        node = root.get(EXPERIMENTS)
+        existing = list(cast(zarr.Group, node).group_keys()) if isinstance(node, zarr.Group) else []
+        if existing and not overwrite:
+            raise ExperimentExistsError(
+                f"{place.label} already holds a collection of {len(existing)} experiments; "
+                f"add to it with zs.ingest_suite2p(..., zs.open_collection(path, mode='r+')) "
+                f"or `zstore ingest`, choose a new path (e.g. {_suggest(place.label)}), or "
+                f"pass overwrite=True to replace it (its current version stays readable "
+                f"until `zstore gc`)"
+            )
+        return repo
+    if found in (EXPERIMENT_ENCODING, COLLECTION_ENCODING):
+        other = "an experiment" if found == EXPERIMENT_ENCODING else "a collection"
+        opener = "zs.open_experiment" if found == EXPERIMENT_ENCODING else "zs.open_collection"
+        raise ExperimentExistsError(
+            f"{place.label} holds {other}, not a {what}; zstore does not replace one with "
+            f"the other: open it with {opener}(...), or choose a new path such as "
+            f"{_suggest(place.label)}"
+        )
     raise UnsafeOverwriteError(
         f"{place.label} is an Icechunk repository that holds data other than a zstore "
-        f"experiment; zstore does not replace it: choose a new path such as "
+        f"{what}; zstore does not replace it: choose a new path such as "
         f"{_suggest(place.label)}"
     )
 
@@ -109,6 +147,53 @@ def _prepare(place: Place, *, overwrite: bool, exp_id: str) -> Repo:
 def _suggest(label: str) -> str:
     stem = label.rstrip("/")
     return f"{stem}.zarr" if not stem.endswith(".zarr") else f"{stem[:-5]}-2.zarr"
+
+
+def experiment_attributes(
+    exp_id: str, config: StorageConfig, metadata: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """zstore's entry in an experiment's root attributes (standalone or in a collection).
+
+    ``metadata`` (subject, session, plane, date, anything the user gave) must be plain
+    JSON: it is what a collection's table shows.
+    """
+    meta: dict[str, Any] = {
+        "encoding-type": EXPERIMENT_ENCODING,
+        "encoding-version": ENCODING_VERSION,
+        "expID": exp_id,
+        "storage": config.to_json(),
+        "created": time.time_ns(),
+    }
+    if metadata:
+        meta["metadata"] = plain_metadata(metadata, where=f"experiment {exp_id!r}")
+    return meta
+
+
+def plain_metadata(metadata: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """``metadata`` as JSON values (str, int, float, bool, None; dates as ISO text), or
+    a ValueError naming the key that cannot be stored."""
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"{where}: metadata must be a dict, got {type(metadata).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or key.startswith("_"):
+            raise ValueError(
+                f"{where}: metadata key {key!r} cannot be stored: keys are non-empty text "
+                f"not starting with '_'"
+            )
+        if isinstance(value, datetime.datetime | datetime.date):
+            value = value.isoformat()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ValueError(
+                f"{where}: metadata {key!r} is a {type(value).__name__} ({value!r}); "
+                f"metadata values are text, numbers, booleans or dates"
+            )
+        if isinstance(value, float) and not np.isfinite(value):
+            value = None
+        out[key] = value
+    return out
 
 
 def create_experiment(
@@ -157,18 +242,14 @@ def create_with_trials(
     trials: Mapping[str, tuple[ad.AnnData, Mapping[str, Any] | None]],
     progress: Callable[[str, int, int], None] | None = None,
     message: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Experiment:
     """Create (or replace) an experiment with ``trials`` in one transaction."""
     check_name(exp_id, kind="exp_id")
     config = config or StorageConfig()
     place = resolve(store, storage_options=storage_options)
-    repo = _prepare(place, overwrite=overwrite, exp_id=exp_id)
-    meta: dict[str, Any] = {
-        "encoding-type": EXPERIMENT_ENCODING,
-        "encoding-version": ENCODING_VERSION,
-        "expID": exp_id,
-        "storage": config.to_json(),
-    }
+    repo = prepare(place, overwrite=overwrite)
+    meta = experiment_attributes(exp_id, config, metadata)
     with repo.transaction(message or f"create experiment {exp_id!r}") as txn:
         txn.root.attrs["zstore"] = meta
         if TRIALS in txn.root:
@@ -207,5 +288,5 @@ def open_experiment(
             f"an earlier version opens read-only: pass mode='r' with version={version!r}"
         )
     place = resolve(store, storage_options=storage_options)
-    repo = _open_repo(place, writable=mode == "r+")
+    repo = open_repo(place, writable=mode == "r+")
     return Experiment(repo, mode=mode, session=repo.session(version), pinned=version is not None)

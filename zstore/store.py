@@ -10,6 +10,12 @@ Layout inside the repository (Zarr format 3, in every snapshot)::
 
     /                       attrs["zstore"] = {encoding-type: zstore.experiment, ...}
     /trials/<id>/           a plain anndata group
+
+or, for a collection of experiments (many sessions and planes in one repository)::
+
+    /                                   attrs["zstore"] = {encoding-type: zstore.collection, ...}
+    /experiments/<exp>/                 an experiment's root, as above (with its metadata)
+    /experiments/<exp>/trials/<id>/     a plain anndata group
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from . import _compat
 from .errors import StorageOptionsError
 
 __all__ = [
+    "COLLECTION_ENCODING",
     "ENCODING_VERSION",
+    "EXPERIMENTS",
     "EXPERIMENT_ENCODING",
     "TRIALS",
     "TRIAL_ENCODING",
@@ -42,7 +50,9 @@ __all__ = [
 
 StoreLike = str | os.PathLike[str] | ic.Storage | Store
 TRIALS = "trials"
+EXPERIMENTS = "experiments"
 EXPERIMENT_ENCODING = "zstore.experiment"
+COLLECTION_ENCODING = "zstore.collection"
 TRIAL_ENCODING = "zstore.trial"
 #: 0.2: experiments are Icechunk repositories (0.1 wrote plain Zarr with a journal).
 ENCODING_VERSION = "0.2.0"

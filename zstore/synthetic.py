@@ -38,8 +38,11 @@ def write_suite2p_plane(
     file_names: Sequence[str] | None = None,
     fneu_spks: str = "simulated",
     seed: int = 0,
+    plane_index: int = 0,
+    nplanes: int = 1,
 ) -> Path:
-    """Write a Suite2p plane folder (``<folder>/suite2p/plane0``); return its path.
+    """Write a Suite2p plane folder (``<folder>/suite2p/plane<plane_index>``); return its
+    path. ``nplanes`` is recorded in ops (a plane of a multi-plane run).
 
     ``generation`` is ``"classic"`` (ops.npy with ``filelist``) or ``"v1"`` (suite2p >=
     1.0: db, settings, reg_outputs, detect_outputs, and ops.npy only if ``save_ops``).
@@ -57,7 +60,7 @@ def write_suite2p_plane(
     if generation not in ("classic", "v1"):
         raise ValueError(f"generation must be 'classic' or 'v1', got {generation!r}")
     rng = np.random.default_rng(seed)
-    plane = Path(folder) / "suite2p" / "plane0"
+    plane = Path(folder) / "suite2p" / f"plane{int(plane_index)}"
     plane.mkdir(parents=True, exist_ok=True)
     frames_per_file = [int(n) for n in frames_per_file]
     n_frames = sum(frames_per_file)
@@ -89,14 +92,14 @@ def write_suite2p_plane(
         ops = {
             "filelist": files, "frames_per_file": np.array(frames_per_file),
             "nframes": n_frames, "fs": fs, "Ly": Ly, "Lx": Lx, "tau": 1.0,
-            "neucoeff": 0.7, "nplanes": 1, "nchannels": 1, "save_path": str(plane),
+            "neucoeff": 0.7, "nplanes": int(nplanes), "nchannels": 1, "save_path": str(plane),
             "data_path": [data_path], "date_proc": when, "timing": {"total": 12.5},
             **images,
         }  # fmt: skip
         if save_ops:
             np.save(plane / "ops.npy", np.array(ops, dtype=object), allow_pickle=True)
         return plane
-    db = {"data_path": [data_path], "file_list": files, "nplanes": 1, "nchannels": 1,
+    db = {"data_path": [data_path], "file_list": files, "nplanes": int(nplanes), "nchannels": 1,
           "fs": fs, "save_path0": str(folder)}  # fmt: skip
     settings = {
         "tau": 1.0, "fs": fs,
@@ -269,6 +272,83 @@ def write_paq_for_trial(
         units=["V", "cm/s", "V", "V"],
     )
     return edges
+
+
+def write_suite2p_planes(
+    folder: str | os.PathLike[str], *, n_planes: int = 2, seed: int = 0, **kwargs: Any
+) -> Path:
+    """A multi-plane Suite2p run: ``<folder>/suite2p/plane0..plane<n_planes-1>``, each
+    plane its own ROIs (``kwargs`` as :func:`write_suite2p_plane`); returns the
+    ``suite2p`` folder.
+
+    Examples
+    --------
+    >>> import tempfile, zstore.synthetic as syn
+    >>> root = syn.write_suite2p_planes(tempfile.mkdtemp(), n_planes=3, n_rois=5,
+    ...                                 frames_per_file=[20, 30])
+    >>> sorted(p.name for p in root.iterdir())
+    ['plane0', 'plane1', 'plane2']
+    """
+    for k in range(n_planes):
+        write_suite2p_plane(folder, plane_index=k, nplanes=n_planes, seed=seed + 101 * k, **kwargs)
+    return Path(folder) / "suite2p"
+
+
+def write_collection(
+    store: Any,
+    *,
+    subjects: Sequence[str] = ("RL109", "RL110"),
+    sessions: Sequence[str] = ("2024-05-01", "2024-05-02"),
+    n_planes: int = 2,
+    n_trials: int = 3,
+    n_rois: int = 8,
+    n_frames: int = 50,
+    fs: float = 30.0,
+    batch: int = 50,
+    seed: int = 0,
+    **options: Any,
+) -> Any:
+    """A collection of subjects x sessions x planes experiments with ``n_trials`` small
+    synthetic trials each (no Suite2p files: quick, for tests and benchmarks of many
+    experiments). Appended ``batch`` experiments per transaction; returns the collection.
+
+    Examples
+    --------
+    >>> import icechunk, zstore.synthetic as syn
+    >>> col = syn.write_collection(icechunk.in_memory_storage(), n_trials=2)
+    >>> len(col), len(col.table())
+    (8, 16)
+    """
+    import pandas as pd
+
+    from .annotated import AnnotatedData
+    from .collection import create_collection
+
+    rng = np.random.default_rng(seed)
+    col = create_collection(store, **options)
+    planned: dict[str, Any] = {}
+    for subject in subjects:
+        for day, session in enumerate(sessions):
+            for k in range(n_planes):
+                trials = {}
+                for t in range(n_trials):
+                    X = (rng.gamma(2.0, 50.0, (n_rois, n_frames)) + 100).astype(np.float32)
+                    start = (t * n_frames) / fs + k / (fs * n_planes)
+                    var = pd.DataFrame(
+                        {"time": start + np.arange(n_frames) / fs},
+                        index=pd.Index([str(i) for i in range(n_frames)]),
+                    )
+                    obs = pd.DataFrame(index=pd.Index([str(i) for i in range(n_rois)]))
+                    uns = {"fs": fs, "trial": {"start_s": start}}
+                    trials[f"t-{t:03d}"] = (AnnotatedData(X, obs=obs, var=var, uns=uns), None)
+                meta = {"subject": subject, "session": session, "plane": k, "day": day}
+                planned[f"{subject}_{session}_plane{k}"] = (meta, trials)
+                if len(planned) == batch:
+                    col.append(planned)
+                    planned = {}
+    if planned:
+        col.append(planned)
+    return col
 
 
 def write_suite2p_run(

@@ -61,7 +61,7 @@ from .errors import (
     VersionNotFoundError,
 )
 from .leases import SKEW, Leases
-from .store import LOCKS, TRIALS, Place
+from .store import EXPERIMENTS, LOCKS, TRIALS, Place
 
 __all__ = ["Commit", "GarbageReport", "Repo", "Transaction", "VersionProbe"]
 
@@ -207,8 +207,11 @@ class Repo:
     # -- writing ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self, message: str) -> Iterator[Transaction]:
+    def transaction(self, message: str, *, prefix: str = "") -> Iterator[Transaction]:
         """Write through ``txn.root``; commit on a normal exit, discard on an exception.
+
+        ``prefix``: the group the transaction's paths are relative to (an experiment of
+        a collection, ``experiments/<id>``; "" is the repository's root).
 
         Raises :class:`~zstore.errors.TrialChangedError` (nothing committed) when another
         writer committed a change to the same nodes since the transaction began.
@@ -223,7 +226,7 @@ class Repo:
             # The lease names the base version, so gc keeps it (and what is written
             # from now on) until this write ends.
             lease = stack.enter_context(Leases(self.place).held(str(session.snapshot_id)))
-            txn = Transaction(session)
+            txn = Transaction(session, prefix=prefix)
             yield txn
             if not txn.changes:
                 return
@@ -346,8 +349,9 @@ class VersionProbe:
 class Transaction:
     """The writes of one commit; see :meth:`Repo.transaction`."""
 
-    def __init__(self, session: ic.Session):
+    def __init__(self, session: ic.Session, *, prefix: str = ""):
         self.base = str(session.snapshot_id)
+        self.prefix = prefix.strip("/")
         self.session = session
         # On a dask.distributed cluster all writes go through a fork of the session: it
         # pickles to the workers (the coordinator's own metadata writes land in it too),
@@ -356,22 +360,39 @@ class Transaction:
         self.client = _distributed_client()
         self.fork: Any = session.fork() if self.client is not None else None
         self.store = (self.fork or session).store
-        self.root = zarr.open_group(self.store, mode="a", zarr_format=3)
+        self.root = zarr.open_group(self.store, path=self.prefix, mode="a", zarr_format=3)
         self.merged: list[Any] = []
         self.changes: list[str] = []
         self.snapshot: str | None = None
 
+    @contextlib.contextmanager
+    def within(self, prefix: str) -> Iterator[Transaction]:
+        """Make paths relative to the group ``prefix`` (from the repository's root) for
+        the ``with`` block: one transaction that writes several experiments."""
+        saved = self.prefix, self.root
+        self.prefix = prefix.strip("/")
+        self.root = zarr.open_group(self.store, path=self.prefix, mode="a", zarr_format=3)
+        try:
+            yield self
+        finally:
+            self.prefix, self.root = saved
+
+    def path(self, path: str) -> str:
+        """``path`` (relative to the transaction's prefix) from the repository's root."""
+        return "/".join(p for p in (self.prefix, path.strip("/")) if p)
+
     def note(self, *changes: str) -> None:
         """Record what this transaction changes (shown by ``history()``)."""
-        self.changes.extend(c for c in changes if c not in self.changes)
+        full = [self.path(c) or "/" for c in changes]
+        self.changes.extend(c for c in full if c not in self.changes)
 
     def group(self, path: str) -> zarr.Group:
         """The writable group at ``path``."""
-        return zarr.open_group(self.store, path=path, mode="r+", zarr_format=3)
+        return zarr.open_group(self.store, path=self.path(path), mode="r+", zarr_format=3)
 
     def delete(self, path: str) -> None:
         """Remove a node and everything below it from the next version."""
-        parent, _, name = path.rpartition("/")
+        parent, _, name = self.path(path).rpartition("/")
         node = zarr.open_group(self.store, path=parent, mode="r+", zarr_format=3)
         if name in node:
             del node[name]
@@ -427,9 +448,7 @@ def _distributed_client() -> Any:
 
 def _conflict(err: Any, message: str, where: str) -> Exception:
     paths = sorted({str(c.path) for c in getattr(err, "conflicts", [])})
-    trials = sorted(
-        {p.strip("/").split("/")[1] for p in paths if p.strip("/").startswith(f"{TRIALS}/")}
-    )
+    trials = sorted({t for p in paths if (t := _trial_of(p))})
     what = ", ".join(f"{c.path}: {c.conflict_type}" for c in err.conflicts[:5])
     if trials:
         return TrialChangedError(
@@ -441,6 +460,16 @@ def _conflict(err: Any, message: str, where: str) -> Exception:
         f"{where}: {message!r} was not saved: another writer changed the same data "
         f"meanwhile ({what}); nothing was saved: open the experiment again and retry"
     )
+
+
+def _trial_of(path: str) -> str:
+    """The trial ID in a node path (``trials/<id>/...``, also inside a collection's
+    ``experiments/<exp>/trials/<id>/...``), or ''."""
+    parts = path.strip("/").split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part == TRIALS and (i == 0 or parts[i - 2 : i - 1] == [EXPERIMENTS]):
+            return parts[i + 1]
+    return ""
 
 
 def _syncfs(fd: int) -> None:

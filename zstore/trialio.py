@@ -22,6 +22,7 @@ from typing import Any, cast
 import anndata as ad
 import dask.array as da
 import numpy as np
+import pandas as pd
 import zarr
 from anndata.io import read_elem, write_elem
 from zarr.codecs import Crc32cCodec, ZstdCodec
@@ -55,6 +56,7 @@ __all__ = [
     "describe_arrays",
     "read_trial",
     "trial_attributes",
+    "trial_summary",
     "trial_token",
     "update_processing",
     "write_trial",
@@ -101,6 +103,39 @@ def trial_attributes(
             "provenance": dict(provenance),
         },
     }
+
+
+def trial_summary(adata: ad.AnnData) -> dict[str, Any]:
+    """What a collection's table shows of a trial, kept in the trial group's attributes
+    (so a table of thousands of trials reads no chunk): shape, fs, session time, layers."""
+    n_rois, n_frames = (int(n) for n in adata.shape)
+    fs = _finite(adata.uns.get("fs"))
+    start = duration = None
+    if "time" in adata.var.columns and n_frames:
+        time = pd.to_numeric(adata.var["time"], errors="coerce").to_numpy(dtype=float)
+        start = _finite(time[0])
+        if fs:
+            duration = n_frames / fs
+        elif n_frames > 1 and start is not None and _finite(time[-1]) is not None:
+            duration = (float(time[-1]) - start) * n_frames / (n_frames - 1)
+    elif fs:
+        duration = n_frames / fs
+    return {
+        "n_rois": n_rois,
+        "n_frames": n_frames,
+        "fs": fs,
+        "start_s": start,
+        "duration_s": duration,
+        "layers": sorted(str(k) for k in adata.layers),
+    }
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
 
 
 def trial_token(group: zarr.Group) -> str:
@@ -153,6 +188,9 @@ def write_trial(
     targets += [_new_matrix(layers, name, data, config) for name, data in adata.layers.items()]
     write_arrays([X, *adata.layers.values()], targets, progress)
     _report_nan_rows(f"trial {trial_id!r}", {"X": X, **adata.layers})
+    meta = dict(group.attrs["zstore"])  # type: ignore[arg-type]
+    meta["summary"] = trial_summary(adata)
+    group.attrs["zstore"] = meta
 
 
 def _report_nan_rows(label: str, arrays: Mapping[str, Any]) -> None:
@@ -315,6 +353,7 @@ def apply_changes(
     _report_nan_rows(label, {n: adata.layers[n] for n in changes.layers_written})
     meta = dict(group.attrs["zstore"])  # type: ignore[arg-type]
     meta["commit"] = uuid.uuid4().hex
+    meta["summary"] = trial_summary(adata)
     group.attrs["zstore"] = meta
 
 

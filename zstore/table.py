@@ -1,0 +1,178 @@
+"""The trial table: one row per trial, from metadata documents only.
+
+Each trial group's attributes hold its summary (shape, fs, session time, layers),
+written by the transaction that writes the trial; each experiment's attributes hold
+what was recorded at ingest. Icechunk serves every group's attributes from the
+version's snapshot (one object), so a table of thousands of trials costs a fixed few
+requests: the documents are fetched concurrently, in one round.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from . import _compat
+from .errors import emit_user_warning
+from .store import EXPERIMENT_ENCODING, EXPERIMENTS, TRIALS
+
+__all__ = ["TABLE_COLUMNS", "query_table", "read_table"]
+
+#: The columns every table has, in this order; metadata given at ingest follows them.
+TABLE_COLUMNS = (
+    "experiment",
+    "subject",
+    "session",
+    "plane",
+    "trial",
+    "n_rois",
+    "n_frames",
+    "fs",
+    "start_s",
+    "duration_s",
+    "layers",
+)
+
+
+def read_table(store: Any, where: str, prefixes: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Every trial's row, from the attributes of the experiment and trial groups.
+
+    ``prefixes`` maps experiment IDs to their groups (default: every experiment under
+    ``experiments/``; ``{exp_id: ""}`` for a standalone experiment).
+    """
+    if prefixes is None:
+        (names,) = _compat.list_children(store, [EXPERIMENTS])
+        prefixes = {n: f"{EXPERIMENTS}/{n}" for n in names if n != "zarr.json"}
+    exp_ids = list(prefixes)
+    exp_docs = _compat.read_many(store, [_join(prefixes[e], "zarr.json") for e in exp_ids])
+    trial_lists = _compat.list_children(store, [_join(prefixes[e], TRIALS) for e in exp_ids])
+    keys = [
+        (e, t)
+        for e, names in zip(exp_ids, trial_lists, strict=True)
+        for t in names
+        if t != "zarr.json"
+    ]
+    trial_docs = _compat.read_many(
+        store, [_join(prefixes[e], f"{TRIALS}/{t}/zarr.json") for e, t in keys]
+    )
+    experiments: list[tuple[int, str, dict[str, Any]]] = []
+    for exp_id, doc in zip(exp_ids, exp_docs, strict=True):
+        meta = _zstore_attrs(doc)
+        if meta.get("encoding-type") != EXPERIMENT_ENCODING:
+            emit_user_warning(
+                f"{where}: {EXPERIMENTS}/{exp_id} is not a zstore experiment (its metadata "
+                f"is missing or damaged); it is left out of the table: `zstore verify`"
+            )
+            continue
+        experiments.append((int(meta.get("created", 0)), exp_id, meta))
+    trials: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
+    for (exp_id, trial_id), doc in zip(keys, trial_docs, strict=True):
+        meta = _zstore_attrs(doc)
+        if not meta:
+            emit_user_warning(
+                f"{where}: trial {trial_id!r} of experiment {exp_id!r} has missing or "
+                f"damaged metadata; it is left out of the table: `zstore verify`"
+            )
+            continue
+        trials.setdefault(exp_id, []).append((int(meta.get("created", 0)), trial_id, meta))
+    missing_summary = [
+        (e, t) for e, rows in trials.items() for _, t, m in rows if "summary" not in m
+    ]
+    found = _summaries_from_arrays(
+        store, [_join(prefixes[e], f"{TRIALS}/{t}") for e, t in missing_summary]
+    )
+    fallback = dict(zip(missing_summary, found, strict=True))
+    rows: list[dict[str, Any]] = []
+    extra: list[str] = []
+    for _, exp_id, meta in sorted(experiments):
+        info = meta.get("metadata") if isinstance(meta.get("metadata"), dict) else {}
+        assert isinstance(info, dict)
+        base = {
+            "experiment": exp_id,
+            "subject": info.get("subject"),
+            "session": info.get("session"),
+            "plane": info.get("plane"),
+        }
+        others = {k: v for k, v in info.items() if k not in base and k not in TABLE_COLUMNS}
+        extra.extend(k for k in others if k not in extra)
+        listed = sorted(trials.get(exp_id, []))
+        if not listed:
+            rows.append({**base, "trial": None, **others})
+        for _, trial_id, tmeta in listed:
+            summary = tmeta.get("summary") or fallback.get((exp_id, trial_id), {})
+            layers = summary.get("layers") or []
+            rows.append(
+                {
+                    **base,
+                    "trial": trial_id,
+                    **{k: summary.get(k) for k in TABLE_COLUMNS[5:10]},
+                    "layers": ",".join(str(n) for n in layers),
+                    **others,
+                }
+            )
+    table = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *extra])
+    for column in ("n_rois", "n_frames", "plane"):
+        table[column] = pd.array(
+            [None if pd.isna(v) else int(v) for v in table[column]], dtype="Int64"
+        )
+    for column in ("fs", "start_s", "duration_s"):
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
+    return table
+
+
+def _zstore_attrs(doc: bytes | None) -> dict[str, Any]:
+    try:
+        meta = json.loads(doc).get("attributes", {}).get("zstore") if doc else None
+    except (ValueError, AttributeError):
+        return {}
+    return dict(meta) if isinstance(meta, dict) else {}
+
+
+def _join(prefix: str, rest: str) -> str:
+    return f"{prefix}/{rest}" if prefix else rest
+
+
+def _summaries_from_arrays(store: Any, groups: Sequence[str]) -> list[dict[str, Any]]:
+    """Shape and layers of trials written before zstore kept summaries (no chunk read)."""
+    if not groups:
+        return []
+    docs = _compat.read_many(store, [f"{g}/X/zarr.json" for g in groups])
+    layer_lists = _compat.list_children(store, [f"{g}/layers" for g in groups])
+    out = []
+    for doc, layers in zip(docs, layer_lists, strict=True):
+        try:
+            shape = json.loads(doc)["shape"] if doc else [None, None]
+        except (ValueError, KeyError, TypeError):
+            shape = [None, None]
+        out.append(
+            {
+                "n_rois": shape[0],
+                "n_frames": shape[1],
+                "layers": sorted(n for n in layers if n != "zarr.json"),
+            }
+        )
+    return out
+
+
+def query_table(table: pd.DataFrame, where: str, location: str) -> pd.DataFrame:
+    if not isinstance(where, str) or not where.strip():
+        raise ValueError(
+            f"where must be a pandas query string such as \"subject == 'RL109' and plane "
+            f'== 0", got {where!r}'
+        )
+    try:
+        try:
+            picked = table.query(where)
+        except (TypeError, ValueError, NotImplementedError, AttributeError):
+            picked = table.query(where, engine="python")  # e.g. layers.str.contains('dFF')
+    except Exception as err:
+        raise ValueError(
+            f"where={where!r} cannot select trials of the collection at {location}: "
+            f"{type(err).__name__}: {err}; the table's columns are {list(table.columns)}"
+        ) from None
+    if not isinstance(picked, pd.DataFrame):
+        raise ValueError(f"where={where!r} is not a selection of rows of the table")
+    return picked.reset_index(drop=True)
