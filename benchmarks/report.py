@@ -244,18 +244,20 @@ def collection_table(results: list[Result]) -> str:
 
     lines = [
         "Synthetic collections of N experiments x 5 trials (`scripts/bench --collection`), "
-        "each in its own process; median of 3; requests counted by moto's server.",
+        "each in its own process; median of 3; requests counted by moto's server; memory "
+        "added: the peak RSS of open + table() above the process's RSS before it (VmHWM "
+        "reset with /proc/self/clear_refs).",
         "",
-        "| storage | experiments | trials | open + table(): time | requests | one trial: "
-        "time | requests | peak RSS (MB) |",
+        "| storage | experiments | trials | open + table(): time | requests | memory added "
+        "(MB) | one trial: time | requests |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['where']} | {r['experiments']} | {r['trials']} | "
             f"{r['open_table_s'] * 1000:.0f} ms | {requests(r['open_table_requests'])} | "
-            f"{r['open_trial_s'] * 1000:.0f} ms | {requests(r['open_trial_requests'])} | "
-            f"{r['peak_mb']:.0f} |"
+            f"{r['open_table_added_mb']:.1f} | "
+            f"{r['open_trial_s'] * 1000:.0f} ms | {requests(r['open_trial_requests'])} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -450,13 +450,16 @@ def collection_scale(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Resu
         )  # fmt: skip
         out: Result = {"build_s": time.perf_counter() - t, "where": "local" if local else "s3"}
         runs = []
+        added = []
         for _ in range(3):
             if server is not None:
                 server.reset()
+            before = _reset_peak_rss()
             t = time.perf_counter()
             col = zs.open_collection(url, storage_options=options)
             table = col.table()
             opened = (time.perf_counter() - t, server.count() if server else None)
+            added.append(_vm_kb("VmHWM") - before)
             if server is not None:
                 server.reset()
             t = time.perf_counter()
@@ -468,10 +471,25 @@ def collection_scale(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Resu
             out[name + "_s"], out[name + "_requests"] = best
         out["experiments"] = len(col)
         out["trials"] = len(table)
+        out["open_table_added_mb"] = max(added) / 1024
         return out
     finally:
         if server is not None:
             server.stop()
+
+
+def _vm_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak_rss() -> int:
+    """Reset this process's VmHWM to its current RSS (Linux: clear_refs 5); return it (kB),
+    so a later VmHWM minus it is the peak that the work in between added."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _vm_kb("VmRSS")
 
 
 def _load_s3server() -> Any:

@@ -394,3 +394,135 @@ def test_the_cli_appends_lists_and_computes_over_a_selection(
     assert "verified 4 trials" in capsys.readouterr().out
     assert cli(["history", lab]) == 0
     assert "ingest" in capsys.readouterr().out
+
+
+# -- what the red team found -----------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:a library's own warning")
+def test_a_failing_command_prints_its_error_after_other_warnings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    import zstore.cli
+
+    def failing(args: Any) -> int:
+        warnings.warn("a library's own warning", RuntimeWarning, stacklevel=1)
+        raise ValueError("the error the user must see")
+
+    monkeypatch.setattr(zstore.cli, "_info", failing)
+    assert cli(["info", "anywhere"]) == 1  # once looped forever re-recording the warning
+    assert "the error the user must see" in capsys.readouterr().err
+
+
+def test_metadata_that_would_break_the_table_is_refused(place: Place) -> None:
+    col = place.create()
+    for bad in ({"plane": "p0"}, {"plane": 2**70}, {"plane": 1.5}, {"plane": True}):
+        with pytest.raises(ValueError, match="metadata 'plane' must be"):
+            col.create_experiment("E", metadata=bad)
+    for key in ("trial", "experiment", "layers", "fs", "n_rois"):
+        with pytest.raises(ValueError, match="is a column zstore fills"):
+            col.create_experiment("E", metadata={key: 1})
+    with pytest.raises(TypeError, match="expected \\(AnnotatedData"):
+        col.append({"E": ({}, {"t": ("not data", None)})})
+    with pytest.raises(zs.errors.InvalidNameError):
+        col.append({"E": ({}, {"../x": (_trial(2, 3, 0), None)})})
+    assert place.open().experimentIDs == [] and len(place.open().history()) == 2  # + create
+
+
+def test_where_must_be_a_condition(place: Place) -> None:
+    col = place.create()
+    exp = col.create_experiment("A", metadata={"plane": 0})
+    for k in range(3):
+        exp.add_trial(f"t-{k}", _trial(3, 10 * (k + 1), k))
+    col = place.open()
+    for bad in ("plane", "n_frames // 10", "1", "n_frames + 1"):
+        with pytest.raises(ValueError, match="must be a condition"):
+            col.select(bad)
+    with pytest.raises(ValueError, match="variables"):
+        col.select("plane == @x")
+    assert col.select("n_frames >= 20") == [("A", "t-1"), ("A", "t-2")]
+    assert col.select("plane == 1") == []
+
+
+def test_a_write_to_an_experiment_removed_or_replaced_since_it_was_opened_is_refused(
+    place: Place,
+) -> None:
+    col = place.create()
+    col.create_experiment("X", metadata={"subject": "old"}).add_trial("t-0", _trial(4, 20, 0))
+    stale = place.open(mode="r+").open_experiment("X")
+    other = place.open(mode="r+")
+    other.append({"X": ({"subject": "old"}, {"n-0": (_trial(7, 20, 1), None)})}, overwrite=True)
+    with pytest.raises(zs.errors.ConflictError, match="replaced by another writer"):
+        stale.add_trial("t-new", _trial(4, 20, 2))
+    assert place.open().open_experiment("X").trialIDs == ["n-0"]  # no trial of the old one
+    other.refresh().remove_experiment("X")
+    with pytest.raises(zs.errors.ConflictError, match="removed by another writer"):
+        stale.add_trial("t-new", _trial(4, 20, 2))
+    col = place.open(mode="r+")
+    assert col.experimentIDs == []
+    fresh = col.create_experiment("X")
+    assert fresh.trialIDs == []  # nothing of the old experiment comes back
+
+
+def test_a_write_that_raced_past_its_guard_on_s3_is_taken_back(s3: S3Server) -> None:
+    url, options = f"s3://{s3.new_bucket()}/lab.zarr", s3.options()
+    col = zs.create_collection(url, storage_options=options)
+    exp = col.create_experiment("X")
+    calls = []
+
+    def guard(tip: Any) -> str | None:  # passes before the commit, fails just after
+        calls.append(tip)
+        return None if len(calls) == 1 else "experiment 'X' was removed meanwhile"
+
+    exp._guard = guard  # type: ignore[method-assign]
+    with pytest.raises(zs.errors.ConflictError, match="removed meanwhile"):
+        exp.add_trial("t-0", _trial(3, 10, 0))
+    col = zs.open_collection(url, storage_options=options)
+    assert col.open_experiment("X").trialIDs == [] and len(calls) == 2
+    assert col.history()[0].message.startswith("undo ")
+
+
+def test_overwrite_never_replaces_another_recording_with_the_same_id(tmp_path: Path) -> None:
+    lab = tmp_path / "lab.zarr"
+    run = _run(tmp_path / "run", n_planes=1)
+    zs.ingest_suite2p(run, lab, subject="a_b", session="c")
+    with pytest.raises(zs.errors.ExperimentExistsError, match="subject 'a_b'"):
+        zs.ingest_suite2p(run, lab, subject="a", session="b_c")
+    with pytest.raises(zs.errors.ExperimentExistsError, match="another recording"):
+        zs.ingest_suite2p(run, lab, subject="a", session="b_c", overwrite=True)
+    assert zs.open_collection(lab).table()["subject"].unique().tolist() == ["a_b"]
+    with pytest.raises(ValueError, match="set by ingest_suite2p itself"):
+        zs.ingest_suite2p(run, lab, subject="a", session="x", metadata={"plane": 3})
+
+
+def test_an_experiments_history_is_its_own(place: Place) -> None:
+    col = place.create()
+    col.create_experiment("A").add_trial("t", _trial(2, 5, 0))
+    col.create_experiment("AB").add_trial("t", _trial(2, 5, 1))
+    history = place.open().open_experiment("A").history()
+    assert all("'AB'" not in c.message for c in history)
+    assert any("add trial 't'" in c.message for c in history)
+
+
+def test_frame_times_stay_increasing_without_a_usable_frame_rate(tmp_path: Path) -> None:
+    for fs in (-30.0, float("inf"), 0.0):
+        plane = syn.write_suite2p_plane(tmp_path / str(fs), n_rois=4, frames_per_file=[1, 1, 3])
+        ops = np.load(plane / "ops.npy", allow_pickle=True).item()
+        ops["fs"] = fs
+        np.save(plane / "ops.npy", np.array(ops, dtype=object), allow_pickle=True)
+        with pytest.warns(zs.ZstoreWarning, match="is not a frame rate"):
+            exp = zs.ingest_suite2p(plane, tmp_path / f"{fs}.zarr")
+        assert isinstance(exp, zs.Experiment)
+        data = exp.load_trial("t-000").data
+        assert "fs" not in data.uns and np.isnan(data.var["time"]).all()
+    plane, paqs = syn.write_suite2p_run(tmp_path / "paq", n_rois=4, frames_per_file=[1, 1, 3])
+    ops = np.load(plane / "ops.npy", allow_pickle=True).item()
+    del ops["fs"]
+    np.save(plane / "ops.npy", np.array(ops, dtype=object), allow_pickle=True)
+    with pytest.warns(zs.ZstoreWarning):
+        exp = zs.ingest_suite2p(plane, tmp_path / "paq.zarr", paq=paqs)
+    assert isinstance(exp, zs.Experiment)
+    time = exp.concat().var["time"].to_numpy()
+    assert len(time) == 5 and np.all(np.diff(time) > 0)

@@ -27,26 +27,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    failure: BaseException | None = None
+    code = EXIT_ERROR
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ZstoreWarning)
         try:
             code = int(args.run(args) or 0)
         except (ValueError, KeyError, TypeError, OSError, ConflictError) as err:
-            _flush_warnings(caught)
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            print(f"zstore {args.command}: error: {message}", file=sys.stderr)
-            return EXIT_ERROR
+            failure = err
+    # Outside catch_warnings: showing a warning there would record it again.
     _flush_warnings(caught)
+    if failure is not None:
+        message = failure.args[0] if isinstance(failure, KeyError) and failure.args else failure
+        print(f"zstore {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
     return code
 
 
 def _flush_warnings(caught: list[warnings.WarningMessage]) -> None:
-    for w in caught:
+    pending = list(caught)
+    caught.clear()
+    for w in pending:
         if issubclass(w.category, ZstoreWarning):
             print(f"warning: {w.message}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    caught.clear()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -440,15 +445,38 @@ def _dff(args: argparse.Namespace) -> int:
 
 
 def _open_any(args: argparse.Namespace, mode: str = "r") -> Any:
-    """The collection or the experiment at STORE."""
+    """The collection or the experiment at STORE (``COLLECTION::experiments/ID``: one
+    experiment of a collection, as zstore's messages name it)."""
     from .collection import open_collection, stored_kind
     from .opening import open_experiment
     from .store import COLLECTION_ENCODING
 
     options = _storage_options(args.storage_option)
+    if "::" in args.store:
+        return _open_experiment(args, mode)
     if stored_kind(args.store, options) == COLLECTION_ENCODING:
         return open_collection(args.store, mode=mode, storage_options=options)
     return open_experiment(args.store, mode=mode, storage_options=options)
+
+
+def _open_experiment(args: argparse.Namespace, mode: str = "r", version: Any = None) -> Any:
+    """The experiment at STORE, or ``COLLECTION::experiments/ID`` of a collection."""
+    from .collection import open_collection
+    from .opening import open_experiment
+    from .store import EXPERIMENTS
+
+    options = _storage_options(args.storage_option)
+    where, sep, inside = args.store.partition("::")
+    if not sep:
+        return open_experiment(where, mode=mode, storage_options=options, version=version)
+    kind, _, exp_id = inside.partition("/")
+    if kind != EXPERIMENTS or not exp_id:
+        raise ValueError(
+            f"{args.store!r}: one experiment of a collection is named "
+            f"COLLECTION::{EXPERIMENTS}/ID (e.g. lab.zarr::{EXPERIMENTS}/RL109_d1_plane0)"
+        )
+    col = open_collection(where, mode=mode, storage_options=options, version=version)
+    return col.open_experiment(exp_id)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -458,16 +486,26 @@ def _verify(args: argparse.Namespace) -> int:
     in_collection = hasattr(found, "experiments")
     experiments = list(found.experiments()) if in_collection else [found]
     bar = _ProgressBar()
-    damage = []
+    damage: list[Any] = []
     trials = 0
+    if in_collection:  # experiments the table leaves out (damaged metadata)
+        with warnings.catch_warnings(record=True) as dropped:
+            warnings.simplefilter("always", ZstoreWarning)
+            found.table()
+        damage += [str(w.message) for w in dropped if issubclass(w.category, ZstoreWarning)]
     for exp in experiments:
         prefix = f"{exp.expID}/" if in_collection else ""
 
         def report(tid: str, done: int, total: int, prefix: str = prefix) -> None:
             bar.update(prefix + tid, done, total)
 
-        damage += verify_experiment(exp, progress=report)
-        trials += len(exp.trialIDs)
+        try:
+            damage += verify_experiment(exp, progress=report)
+            trials += len(exp.trialIDs)
+        except (ValueError, KeyError, OSError) as err:
+            if not in_collection:
+                raise
+            damage.append(f"experiment {exp.expID!r} cannot be read: {err}")
     bar.close()
     for item in damage:
         print(f"DAMAGED {item}")
@@ -533,11 +571,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from .export import export
-    from .opening import open_experiment
 
-    exp = open_experiment(
-        args.store, storage_options=_storage_options(args.storage_option), version=args.version
-    )
+    exp = _open_experiment(args, version=args.version)
     bar = _ProgressBar()
     out = export(
         exp,
@@ -554,9 +589,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from . import plot
-    from .opening import open_experiment
 
-    exp = open_experiment(args.store, storage_options=_storage_options(args.storage_option))
+    exp = _open_experiment(args)
     data = exp.load_trial(args.trial).data
     layer = None if args.layer == "X" else args.layer
     if args.kind == "rois":

@@ -28,14 +28,16 @@ import zarr
 from .annotated import AnnotatedData
 from .arrays import StorageConfig
 from .errors import (
+    ConflictError,
     ExperimentExistsError,
     ExperimentNotFoundError,
     NotAnExperimentError,
     ReadOnlyError,
+    TrialChangedError,
 )
 from .experiment import MODES, Experiment, _check_version, _write_trials
 from .names import check_name
-from .opening import experiment_attributes, open_repo, prepare
+from .opening import experiment_attributes, open_repo, plain_metadata, prepare
 from .store import (
     COLLECTION_ENCODING,
     ENCODING_VERSION,
@@ -79,6 +81,8 @@ class Collection:
     def _use(self, session: Any) -> None:
         root = self._repo.root(session)
         where = self.location
+        if root is None:
+            self._repo.check_snapshot(str(session.snapshot_id))
         meta: Any = root.attrs.get("zstore") if root is not None else None
         if root is None or not isinstance(meta, dict):
             raise NotAnExperimentError(
@@ -261,33 +265,70 @@ class Collection:
         ``progress`` is called with ``("<experiment>/<trial>", done, total)``.
         """
         self._require_writable("add experiments")
+        _check_planned(planned)
         ids = list(planned)
-        for exp_id in ids:
-            check_name(exp_id, kind="experiment ID")
         self.refresh()
         existing = [e for e in ids if e in self.experimentIDs]
+        held = self.table(_all_experiments=True).drop_duplicates("experiment")
+        held = held.set_index("experiment")
         if existing and not overwrite:
             raise ExperimentExistsError(
-                f"experiment(s) {existing} are already in the collection at {self.location}; "
-                f"choose other IDs (subject=/session=, or exp_id=), remove them first with "
-                f"col.remove_experiment(ID), or pass overwrite=True to replace them (the old "
-                f"data stays readable in earlier versions until `zstore gc`)"
+                f"experiment(s) {_described(existing, held)} are already in the collection at "
+                f"{self.location}; choose other IDs (subject=/session=, or exp_id=), remove "
+                f"them first with col.remove_experiment(ID), or pass overwrite=True to replace "
+                f"them (the old data stays readable in earlier versions until `zstore gc`)"
             )
+        for exp_id in existing:  # overwrite replaces the same experiment, never another
+            new_meta = planned[exp_id][0]
+            clash = [
+                key
+                for key in ("subject", "session", "plane")
+                if new_meta.get(key) is not None
+                and not pd.isna(held.at[exp_id, key])
+                and str(held.at[exp_id, key]) != str(new_meta.get(key))
+            ]
+            if clash:
+                raise ExperimentExistsError(
+                    f"experiment {_described([exp_id], held)} is another recording than the "
+                    f"one given ({', '.join(f'{k} {new_meta.get(k)!r}' for k in clash)}): "
+                    f"overwrite=True replaces an experiment with a new version of itself "
+                    f"only; give this one its own ID (exp_id=), or remove the other first"
+                )
         config = self.config
         text = message or f"add experiments {ids}"
-        with self._repo.transaction(text) as txn:
-            parent = txn.group(EXPERIMENTS)
-            for exp_id, (metadata, trials) in planned.items():
-                if exp_id in parent:
-                    if not overwrite:  # added by another writer since the check above
-                        raise ExperimentExistsError(
-                            f"experiment {exp_id!r} was added to {self.location} by another "
-                            f"writer meanwhile; nothing was saved"
-                        )
-                    txn.delete(f"{EXPERIMENTS}/{exp_id}")
-                _add_experiment(txn, exp_id, dict(metadata), config, trials, progress)
+        try:
+            with self._repo.transaction(text) as txn:
+                self._write_planned(txn, planned, overwrite, config, progress)
+        except ConflictError as err:
+            if isinstance(err, TrialChangedError) or "experiment(s)" not in str(err):
+                raise ConflictError(
+                    f"{self.location}: adding experiments {ids} was not saved: another "
+                    f"writer added, replaced or removed experiment(s) with these IDs "
+                    f"meanwhile; nothing was saved: col.refresh() and look at "
+                    f"col.experimentIDs before retrying"
+                ) from None
+            raise
         self._advance(txn)
         return ids
+
+    def _write_planned(
+        self,
+        txn: Transaction,
+        planned: Planned,
+        overwrite: bool,
+        config: StorageConfig,
+        progress: Callable[[str, int, int], None] | None,
+    ) -> None:
+        parent = txn.group(EXPERIMENTS)
+        for exp_id, (metadata, trials) in planned.items():
+            if exp_id in parent:
+                if not overwrite:  # added by another writer since the check above
+                    raise ExperimentExistsError(
+                        f"experiment {exp_id!r} was added to {self.location} by another "
+                        f"writer meanwhile; nothing was saved"
+                    )
+                txn.delete(f"{EXPERIMENTS}/{exp_id}")
+            _add_experiment(txn, exp_id, dict(metadata), config, trials, progress)
 
     def remove_experiment(self, exp_id: str) -> None:
         """Remove an experiment and its trials from the next version (one transaction;
@@ -347,6 +388,42 @@ class Collection:
     def _advance(self, txn: Transaction) -> None:
         if txn.snapshot is not None:
             self._use(self._repo.session(txn.snapshot))
+
+
+def _described(ids: list[str], held: pd.DataFrame) -> str:
+    parts = []
+    for exp_id in ids:
+        info = ", ".join(
+            f"{k} {held.at[exp_id, k]!r}"
+            for k in ("subject", "session", "plane")
+            if exp_id in held.index and not pd.isna(held.at[exp_id, k])
+        )
+        parts.append(f"{exp_id!r} ({info})" if info else repr(exp_id))
+    return "[" + ", ".join(parts) + "]"
+
+
+def _check_planned(planned: Planned) -> None:
+    """Every ID, trial ID and trial checked before a transaction begins."""
+    if not isinstance(planned, Mapping):
+        raise TypeError(f"append takes {{experiment ID: (metadata, trials)}}, got {planned!r}")
+    for exp_id, entry in planned.items():
+        check_name(exp_id, kind="experiment ID")
+        if not (isinstance(entry, tuple) and len(entry) == 2):
+            raise TypeError(
+                f"experiment {exp_id!r}: expected (metadata, {{trial ID: (AnnData, "
+                f"provenance)}}), got {type(entry).__name__}"
+            )
+        metadata, trials = entry
+        plain_metadata(metadata or {}, where=f"experiment {exp_id!r}")
+        for trial_id, value in trials.items():
+            check_name(trial_id, kind="trial ID")
+            adata = value[0] if isinstance(value, tuple) and len(value) == 2 else value
+            if not isinstance(value, tuple) or not isinstance(adata, ad.AnnData):
+                raise TypeError(
+                    f"experiment {exp_id!r} trial {trial_id!r}: expected (AnnotatedData, "
+                    f"provenance or None), got {type(value).__name__}; wrap arrays with "
+                    f"zs.AnnotatedData(X, obs, var)"
+                )
 
 
 def _add_experiment(

@@ -9,20 +9,23 @@ arrays compute exactly what was stored then. Every write is one transaction
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import anndata as ad
 import dask.array as da
 import pandas as pd
 import zarr
+from zarr.errors import GroupNotFoundError
 
 from . import _compat
 from .annotated import ALIGNED, AnnotatedData
 from .arrays import Progress, StorageConfig
 from .changes import StoredState, diff
 from .errors import (
+    ConflictError,
     ExperimentExistsError,
     ExperimentNotFoundError,
     FormatVersionError,
@@ -170,7 +173,10 @@ class Experiment:
         if not self._prefix:
             return commits
         # in a collection: the commits that changed this experiment (and the creation)
-        mine = [c for c in commits if any(p.startswith(self._prefix) for p in c.changes)]
+        inside = self._prefix + "/"
+        mine = [
+            c for c in commits if any(p == self._prefix or p.startswith(inside) for p in c.changes)
+        ]
         return mine or commits[-1:]
 
     def collect_garbage(
@@ -338,9 +344,34 @@ class Experiment:
             txn.note(f"{TRIALS}/{trial_id}")
         self._advance(txn)
 
-    def _transaction(self, message: str) -> Any:
+    @contextlib.contextmanager
+    def _transaction(self, message: str) -> Iterator[Transaction]:
         where = f"experiment {self.expID!r}: " if self._prefix else ""
-        return self._repo.transaction(where + message, prefix=self._prefix)
+        try:
+            with self._repo.transaction(
+                where + message, prefix=self._prefix, guard=self._guard
+            ) as txn:
+                yield txn
+        except GroupNotFoundError:
+            why = self._guard(self._repo.session())
+            if why is None:
+                raise
+            raise ConflictError(f"{self.location}: {message!r} was not saved: {why}") from None
+
+    def _guard(self, tip: Any) -> str | None:
+        """Why a write must not commit onto ``tip`` (None: it may): the experiment this
+        object opened was removed or replaced there (its creation time differs)."""
+        root = self._repo.root(tip)
+        node = root.get(self._prefix) if root is not None and self._prefix else root
+        meta = node.attrs.get("zstore") if isinstance(node, zarr.Group) else None
+        if not isinstance(meta, dict) or meta.get("expID") != self.expID:
+            return f"experiment {self.expID!r} was removed by another writer since it was opened"
+        if meta.get("created") != self._meta.get("created"):
+            return (
+                f"experiment {self.expID!r} was replaced by another writer since it was "
+                f"opened; open it again"
+            )
+        return None
 
     def _path(self, path: str) -> str:
         """``path`` inside the experiment, from the repository's root."""
@@ -729,7 +760,9 @@ def _compute_dff_collection(
     rows = col.table(where)
     if rows.empty:
         raise ValueError(f"no trial of the collection at {col.location} matches where={where!r}")
-    has = rows["layers"].str.split(",").apply(lambda names: layer in names)
+    exps = {e: col.open_experiment(e, mode="r") for e in dict.fromkeys(rows["experiment"])}
+    names = [exps[e].layer_names(t) for e, t in zip(rows["experiment"], rows["trial"], strict=True)]
+    has = pd.Series([layer in n for n in names], index=rows.index)
     if has.any() and not overwrite:
         existing = [
             f"{e}/{t}" for e, t in zip(rows["experiment"][has], rows["trial"][has], strict=True)
@@ -742,8 +775,8 @@ def _compute_dff_collection(
     if source is not None:
         lacking = [
             f"{e}/{t}"
-            for e, t, names in zip(rows["experiment"], rows["trial"], rows["layers"], strict=True)
-            if source not in names.split(",")
+            for e, t, n in zip(rows["experiment"], rows["trial"], names, strict=True)
+            if source not in n
         ]
         if lacking:
             raise KeyNotFoundError(

@@ -146,6 +146,12 @@ def ingest_suite2p(
     unknown = sorted(set(layers) - {"Fneu", "spks"})
     if unknown:
         raise ValueError(f"layers may name 'Fneu' and 'spks', got {unknown}")
+    given = sorted({"subject", "session", "plane"} & set(metadata or {}))
+    if given:
+        raise ValueError(
+            f"metadata {given} are set by ingest_suite2p itself: pass subject= and session= "
+            f"(the plane comes from the folder name, plane<k>)"
+        )
     planes = find_planes(path)
     several = len(planes) > 1 or bool(subject or session)
     kind = None if isinstance(store, Collection) else stored_kind(store, storage_options)
@@ -165,7 +171,7 @@ def ingest_suite2p(
             built = _build_trials(
                 plane, k, trials, paq, cells_only, neuropil_coeff, paq_channel, layers, config
             )
-            info = {"subject": subject, "session": session, "plane": k, **dict(metadata or {})}
+            info = {**dict(metadata or {}), "subject": subject, "session": session, "plane": k}
             planned[pid] = (plain_metadata(info, where=f"experiment {pid!r}"), built)
         # every plane is built and checked: only now is a new collection created
         collection = (
@@ -273,7 +279,7 @@ def _build_trials(
     keep = _kept_rois(plane, cells_only)
     obs, masks = _obs_and_masks(plane, keep)
     config = config or StorageConfig()
-    clock = SessionClock(plane.fs, _plane_offset(plane, k))
+    clock = SessionClock(frame_rate(plane), _plane_offset(plane, k))
     # Every trial is built (lazily) and checked before the store is touched: a bad
     # paq in the last trial must not leave a store with the first trials in it.
     out = {}
@@ -307,10 +313,29 @@ def _plane_offset(plane: Suite2pPlane, k: int) -> float:
         nplanes = int(plane.ops.get("nplanes", 1) or 1)
     except (TypeError, ValueError):
         nplanes = 1
-    fs = plane.fs
-    if nplanes <= 1 or not fs or not np.isfinite(fs) or fs <= 0:
+    fs = frame_rate(plane, warn=False)
+    if nplanes <= 1 or fs is None:
         return 0.0
     return (k % nplanes) / (fs * nplanes)
+
+
+def frame_rate(plane: Suite2pPlane, *, warn: bool = True) -> float | None:
+    """The plane's frame rate from ops ``fs``: a positive finite number, else None (with
+    a warning: frame times are then left empty, or taken from the paq frame clock)."""
+    value = plane.ops.get("fs")
+    try:
+        fs = float(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        fs = None
+    if fs is not None and np.isfinite(fs) and fs > 0:
+        return fs
+    if warn and value is not None:
+        emit_user_warning(
+            f"{plane.path}: ops fs = {value!r} is not a frame rate (a positive number of "
+            f"frames per second); frame times come from the paq frame clock if given, "
+            f"else they are left empty (NaN), and uns['fs'] is not set"
+        )
+    return None
 
 
 class SessionClock:
@@ -326,23 +351,26 @@ class SessionClock:
         self.fs = fs if fs and np.isfinite(fs) and fs > 0 else None
         self.offset = offset
         self.last: float | None = None
+        self.step: float | None = 1 / self.fs if self.fs else None
 
     def place(self, first_frame: int, relative: np.ndarray) -> tuple[np.ndarray, float | None]:
         """``relative`` times (seconds from the trial's first frame) in session time,
         and the trial's start (None when neither fs nor a frame clock gives times)."""
         if len(relative) == 0 or not np.isfinite(relative).all():
             return relative, None
-        step = 1 / self.fs if self.fs else _median_step(relative)
+        self.step = self.step or _median_step(relative)
         start = first_frame / self.fs + self.offset if self.fs else 0.0
         if self.last is not None and start <= self.last:
-            start = self.last + (step or 0.0)
+            # no frame rate known yet (one-frame trials without fs): just after the last
+            start = self.last + self.step if self.step else float(np.nextafter(self.last, np.inf))
         times = relative + start
         self.last = float(times[-1])
         return times, start
 
 
 def _median_step(times: np.ndarray) -> float | None:
-    return float(np.median(np.diff(times))) if len(times) > 1 else None
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    return step if step > 0 else None
 
 
 def _default_exp_id(plane_dir: Path) -> str:
@@ -545,7 +573,7 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
 def _var(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None, channel: str) -> pd.DataFrame:
     n = trial.n_frames
     if paq is None:
-        fs = plane.fs
+        fs = frame_rate(plane, warn=False)
         var = pd.DataFrame(index=pd.Index([str(i) for i in range(n)]))
         var["time"] = np.arange(n) / fs if fs else np.full(n, np.nan)
         return var
@@ -603,7 +631,7 @@ def _uns(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None) -> dict[st
     if "filelist" not in ops and plane.file_list:
         ops["filelist"] = np.array(plane.file_list, dtype=str)
     uns: dict[str, Any] = {
-        **{k: ops[k] for k in ("fs",) if k in ops},
+        **({"fs": fs} if (fs := frame_rate(plane, warn=False)) is not None else {}),
         "suite2p": ops,
         "trial": {
             "frame_start": trial.start,

@@ -52,6 +52,10 @@ __all__ = [
 def open_repo(place: Place, *, writable: bool, what: str = "experiment") -> Repo:
     """The repository at ``place``; a clear error when there is none (``what`` names
     what the caller expected there)."""
+    if place.local is not None and place.local.exists() and not place.local.is_dir():
+        raise NotAnExperimentError(
+            f"{place.label} is a file, not a zstore {what} (a folder); check the path"
+        )
     try:
         return Repo.open(place, writable=writable)
     except Exception as err:
@@ -192,8 +196,28 @@ def plain_metadata(metadata: Mapping[str, Any], *, where: str) -> dict[str, Any]
             )
         if isinstance(value, float) and not np.isfinite(value):
             value = None
+        if (
+            key == "plane"
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31)
+        ):
+            raise ValueError(
+                f"{where}: metadata 'plane' must be the plane's index, a whole number >= 0 "
+                f"(suite2p's plane<k>), got {value!r}; record other labels under another key"
+            )
+        if key in RESERVED_METADATA:
+            raise ValueError(
+                f"{where}: metadata key {key!r} is a column zstore fills in the table "
+                f"({', '.join(RESERVED_METADATA)}); use another key, e.g. '{key}_label'"
+            )
         out[key] = value
     return out
+
+
+#: Table columns that metadata may not set (zstore fills them from the trials).
+RESERVED_METADATA = (
+    "experiment", "trial", "n_rois", "n_frames", "fs", "start_s", "duration_s", "layers",
+)  # fmt: skip
 
 
 def create_experiment(

@@ -115,12 +115,21 @@ def read_table(store: Any, where: str, prefixes: Mapping[str, str] | None = None
             )
     table = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *extra])
     for column in ("n_rois", "n_frames", "plane"):
-        table[column] = pd.array(
-            [None if pd.isna(v) else int(v) for v in table[column]], dtype="Int64"
-        )
+        values = [_whole(v) for v in table[column].tolist()]
+        if all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+            table[column] = pd.array(values, dtype="Int64")  # else kept as written
     for column in ("fs", "start_s", "duration_s"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
     return table
+
+
+def _whole(value: Any) -> Any:
+    """A whole number as int, a missing value as None, anything else unchanged."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _zstore_attrs(doc: bytes | None) -> dict[str, Any]:
@@ -158,21 +167,40 @@ def _summaries_from_arrays(store: Any, groups: Sequence[str]) -> list[dict[str, 
 
 
 def query_table(table: pd.DataFrame, where: str, location: str) -> pd.DataFrame:
+    """The rows of ``table`` for which the pandas expression ``where`` is True.
+
+    ``where`` must evaluate to one True/False per row (``"plane == 0"``); anything else
+    (a column of numbers, a scalar) is an error, never a selection by value. Variables
+    (``@name``) are refused: put the value in the string.
+    """
     if not isinstance(where, str) or not where.strip():
         raise ValueError(
             f"where must be a pandas query string such as \"subject == 'RL109' and plane "
             f'== 0", got {where!r}'
         )
+    if "@" in where:
+        raise ValueError(
+            f"where={where!r}: variables (@name) cannot be used here; put the value in the "
+            f'string, e.g. where=f"subject == {{subject!r}}"'
+        )
     try:
         try:
-            picked = table.query(where)
+            mask = table.eval(where)
         except (TypeError, ValueError, NotImplementedError, AttributeError):
-            picked = table.query(where, engine="python")  # e.g. layers.str.contains('dFF')
+            mask = table.eval(where, engine="python")  # e.g. layers.str.contains('dFF')
     except Exception as err:
         raise ValueError(
-            f"where={where!r} cannot select trials of the collection at {location}: "
+            f"where={where!r} cannot select trials of {location}: "
             f"{type(err).__name__}: {err}; the table's columns are {list(table.columns)}"
         ) from None
-    if not isinstance(picked, pd.DataFrame):
-        raise ValueError(f"where={where!r} is not a selection of rows of the table")
-    return picked.reset_index(drop=True)
+    if not (
+        isinstance(mask, pd.Series)
+        and len(mask) == len(table)
+        and (mask.dtype == bool or str(mask.dtype) == "boolean")
+    ):
+        shown = type(mask).__name__ if not isinstance(mask, pd.Series) else f"{mask.dtype} values"
+        raise ValueError(
+            f"where={where!r} must be a condition, True or False for each trial (e.g. "
+            f'"plane == 0"), but it gives {shown}'
+        )
+    return table[mask.fillna(False).astype(bool)].reset_index(drop=True)

@@ -39,8 +39,9 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,11 +208,23 @@ class Repo:
     # -- writing ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self, message: str, *, prefix: str = "") -> Iterator[Transaction]:
+    def transaction(
+        self,
+        message: str,
+        *,
+        prefix: str = "",
+        guard: Callable[[ic.Session], str | None] | None = None,
+    ) -> Iterator[Transaction]:
         """Write through ``txn.root``; commit on a normal exit, discard on an exception.
 
         ``prefix``: the group the transaction's paths are relative to (an experiment of
         a collection, ``experiments/<id>``; "" is the repository's root).
+
+        ``guard(tip)`` says (a message) when the newest version no longer holds what this
+        write belongs to (its experiment removed or replaced meanwhile: Icechunk would
+        rebase new trials into the new state without a conflict). It runs under the
+        commit lock just before the commit; on object stores, where there is no lock,
+        also just after, and a write that raced past it is undone by a second commit.
 
         Raises :class:`~zstore.errors.TrialChangedError` (nothing committed) when another
         writer committed a change to the same nodes since the transaction began.
@@ -235,6 +248,7 @@ class Repo:
             self._flush()  # the new chunks reach the disk before a version refers to them
             lease.check()
             with self._commit_lock(), _compat.quiet_icechunk("icechunk::session"):
+                self._check_guard(guard, message)
                 try:
                     txn.snapshot = session.commit(
                         message, metadata=metadata, rebase_with=ic.ConflictDetector()
@@ -255,6 +269,41 @@ class Repo:
                         f"be rebased; nothing was saved: run it again"
                     ) from None
                 self._flush()  # a commit that returned is on disk
+            if guard is not None and self.place.local is None:
+                self._undo_if_raced(guard, message, txn)
+
+    def _check_guard(self, guard: Callable[[ic.Session], str | None] | None, message: str) -> None:
+        if guard is None:
+            return
+        why = guard(self.session())
+        if why:
+            raise ConflictError(
+                f"{self.place.label}: {message!r} was not saved: {why}; nothing was saved"
+            )
+
+    def _undo_if_raced(
+        self, guard: Callable[[ic.Session], str | None], message: str, txn: Transaction
+    ) -> None:
+        """Object stores: a write that committed past its guard (another writer removed
+        or replaced its experiment between the check and the commit) is taken back."""
+        assert txn.snapshot is not None
+        why = guard(self.session(txn.snapshot))
+        if not why:
+            return
+        session = self.repository.writable_session(BRANCH)
+        store = session.store
+        for path in txn.changes:
+            parent, _, name = path.rpartition("/")
+            try:
+                node = zarr.open_group(store, path=parent, mode="r+", zarr_format=3)
+            except (GroupNotFoundError, FileNotFoundError, KeyError):
+                continue
+            if name in node:
+                del node[name]
+        session.commit(f"undo {message!r}: {why}", rebase_with=ic.ConflictDetector())
+        raise ConflictError(
+            f"{self.place.label}: {message!r} was not saved: {why}; nothing was saved"
+        )
 
     def _flush(self) -> None:
         # Icechunk writes local files with write + rename and never fsync: flush the
@@ -450,6 +499,15 @@ def _conflict(err: Any, message: str, where: str) -> Exception:
     paths = sorted({str(c.path) for c in getattr(err, "conflicts", [])})
     trials = sorted({t for p in paths if (t := _trial_of(p))})
     what = ", ".join(f"{c.path}: {c.conflict_type}" for c in err.conflicts[:5])
+    experiments = sorted(
+        {p.strip("/").split("/")[1] for p in paths if re.fullmatch(rf"/?{EXPERIMENTS}/[^/]+", p)}
+    )
+    if experiments:  # the experiment node itself: added, replaced or removed meanwhile
+        return ConflictError(
+            f"{where}: {message!r} was not saved: experiment(s) {experiments} were added, "
+            f"replaced or removed by another writer meanwhile ({what}); nothing was saved: "
+            f"open the collection again (col.refresh()) and retry"
+        )
     if trials:
         return TrialChangedError(
             f"{where}: {message!r} was not saved: trial(s) {trials} were changed by another "
