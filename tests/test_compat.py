@@ -46,6 +46,14 @@ def test_zarr_keys_through_the_sync_helpers() -> None:
     assert sorted(_compat.list_keys(store, "a/")) == ["a/c/0", "a/c/1", "a/zarr.json"]
     assert json.loads(_compat.read_bytes(store, "a/zarr.json") or b"{}")["node_type"] == "array"
     assert _compat.read_bytes(store, "missing") is None
+    many = _compat.read_many(store, ["a/zarr.json", "missing", "a/c/1"])
+    assert many[1] is None and many[0] == _compat.read_bytes(store, "a/zarr.json")
+    assert len(many[2] or b"") > 0
+    zarr.create_group(store, path="g").create_group("h")
+    children = _compat.list_children(store, ["", "g", "nothing"])
+    assert sorted(children[0]) == ["a", "g", "zarr.json"]
+    assert sorted(children[1]) == ["h", "zarr.json"]
+    assert children[2] == []
 
 
 IMPORT_CHECK = textwrap.dedent(
