@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="inner chunk shapes on the storage engine, through zstore's API (one trial of "
         "4096 x 100000): write, whole read, one trace, one window",
     )
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="event-aligned windows (1000 events x 4096 ROIs x 3 s) from a stored trial, "
+        "against numpy on the trial held in memory",
+    )
     return parser.parse_args(argv)
 
 
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         s3_pipelines=args.s3_pipelines,
         collection=args.collection,
         chunk_shapes=args.chunk_shapes,
+        events=args.events,
     )
 
 

@@ -214,6 +214,26 @@ def s3_table(other: Result, this: Result, other_source: str, this_source: str) -
     return "\n".join(lines) + "\n"
 
 
+def events_table(results: Mapping[str, Result]) -> str:
+    """Event-aligned windows: zstore from the store against numpy in memory."""
+    labels = {
+        "zstore_event_windows": "zstore: event_windows(...).mean('event') from the stored trial",
+        "numpy_event_windows": "numpy: the same from the trial held in memory (load not timed)",
+    }
+    lines = [
+        "1000 events x 4096 ROIs x 3 s (91 frames at 30 Hz) around random times of one "
+        "stored trial of 4096 x 100000 float32 (1.64 GB), mean over events; each in its "
+        "own process (`scripts/bench --events`).",
+        "",
+        "| what | time | peak RSS (MB) |",
+        "|---|---:|---:|",
+    ]
+    for name, label in labels.items():
+        r = results[name]
+        lines.append(f"| {label} | {r['seconds']:.2f} s | {r['peak_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def chunk_shape_table(rows: list[Result], shape: tuple[int, int]) -> str:
     """Inner chunk shapes on Icechunk through zstore's API (see steps.chunk_shape)."""
     lines = [

@@ -201,6 +201,21 @@ def compare_chunk_shapes(d: Path) -> str:
     return report.chunk_shape_table(rows, CHUNK_SHAPE_RUN)
 
 
+def compare_events(d: Path) -> str:
+    """Event-aligned windows from a stored trial (zstore) against numpy on the trial held
+    in memory; each in its own process."""
+    made = run_step("events_trial", d, "small")
+    print(f"  events_trial {json.dumps(made)[:120]}", flush=True)
+    results = {
+        name: run_step(name, d, "small") for name in ("zstore_event_windows", "numpy_event_windows")
+    }
+    for name, r in results.items():
+        print(f"  {name} {json.dumps(r)[:160]}", flush=True)
+        if "error" in r:
+            sys.exit(f"the event-window benchmark failed at {name}: {r['error']}")
+    return report.events_table(results)
+
+
 COLLECTION_SIZES = (20, 200)
 
 
@@ -250,6 +265,7 @@ def main(
     s3_pipelines: bool = False,
     collection: bool = False,
     chunk_shapes: bool = False,
+    events: bool = False,
 ) -> None:
     """What ``scripts/bench`` does with its options (see benchmarks.__main__)."""
     if s3_against or s3_pipelines:
@@ -257,6 +273,11 @@ def main(
         return
     if compare:
         _emit(compare_storage(), out)
+        return
+    if events:
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as work:
+            _emit(compare_events(Path(work)), out)
         return
     if chunk_shapes:
         scratch.mkdir(parents=True, exist_ok=True)

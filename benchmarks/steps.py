@@ -417,6 +417,63 @@ def chunk_shape(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
     }
 
 
+# -- event-aligned windows (--events) -----------------------------------------------------
+
+EVENTS_TRIAL = (4096, 100_000)
+N_EVENTS = 1000
+
+
+def events_trial(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
+    """A stored trial of 4096 x 100000 float32 (1.64 GB) at 30 Hz, written by add_trial."""
+    import dask.array as da
+    import pandas as pd
+
+    import zstore as zs
+
+    rois, frames = EVENTS_TRIAL
+    X = da.random.default_rng(0).gamma(2.0, 50.0, (rois, frames), chunks=(128, frames)) + 100
+    var = pd.DataFrame({"time": np.arange(frames) / 30.0}, index=[str(i) for i in range(frames)])
+    t = time.perf_counter()
+    exp = zs.create_experiment(d / "events.zarr", exp_id="E", overwrite=True)
+    exp.add_trial("t", zs.AnnotatedData(X.astype(np.float32), var=var, uns={"fs": 30.0}))
+    return {"seconds": time.perf_counter() - t, "bytes": rois * frames * 4}
+
+
+def _events() -> np.ndarray:
+    return np.sort(np.random.default_rng(1).uniform(1.0, EVENTS_TRIAL[1] / 30.0 - 2.0, N_EVENTS))
+
+
+def zstore_event_windows(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
+    """1000 events x 4096 ROIs x 3 s (91 frames at 30 Hz) from the stored trial, averaged
+    over events (so the result, not the windows, is held): streamed by zstore."""
+    import zstore as zs
+
+    trial = zs.open_experiment(d / "events.zarr").load_trial("t")
+    t = time.perf_counter()
+    w = zs.event_windows(trial, _events(), before=1.0, after=2.0, layer=None)
+    mean = w.mean("event").values
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "shape": list(mean.shape), "bytes": N_EVENTS * 4096 * 91 * 4}
+
+
+def numpy_event_windows(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
+    """The same windows with numpy from the trial held in memory (loading it not timed):
+    one fancy index of every event's frames, then the mean over events."""
+    import zstore as zs
+
+    X = np.asarray(zs.open_experiment(d / "events.zarr").load_trial("t").data.X)
+    t = time.perf_counter()
+    frames = np.rint(_events() * 30.0).astype(np.int64)
+    lags = np.arange(-30, 61)
+    mean = np.zeros((X.shape[0], len(lags)), dtype=np.float64)
+    for start in range(0, len(frames), 100):  # 100 events at a time: 150 MB of windows
+        idx = frames[start : start + 100, None] + lags[None, :]
+        mean += X[:, idx].sum(axis=1)
+    mean /= len(frames)
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "shape": list(mean.shape), "bytes": N_EVENTS * 4096 * 91 * 4}
+
+
 # -- collections (--collection) ---------------------------------------------------------------
 
 COLLECTION_TRIALS = 5
@@ -602,6 +659,10 @@ STEPS: dict[str, Step] = {
     "ceiling_kernel": ceiling_kernel,
     # Run only by --s3-against / --s3-pipelines.
     "s3_trial": s3_trial,
+    # Run only by --events.
+    "events_trial": events_trial,
+    "zstore_event_windows": zstore_event_windows,
+    "numpy_event_windows": numpy_event_windows,
     # Run only by --chunk-shapes.
     "chunk_shape_run": chunk_shape_run,
     "chunk_shape": chunk_shape,

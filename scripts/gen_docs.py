@@ -30,6 +30,8 @@ Nothing reads chunk data unless asked. Attributes never do I/O; methods that do 
 | `exp.layer_names`, `exp.open_zarr` | nothing (metadata of the snapshot) | - |
 | `trial.data` verbs (`add_layer`, `add_obs`, ...), `normalize_dff` on dask | nothing | - |
 | `.compute()`, indexing lazy X / layers / masks | the chunks selected | - |
+| `trial.to_xarray`, `exp.to_xarray`, `event_windows` | metadata, obs, var, uns (as `load_trial`); values when computed: the chunks selected | - |
+| `events_from_channel` | each trial's var (as `load_trial`) | - |
 | `trial.storage()` | the manifests (stored sizes); `storage(stored=False)`: nothing | - |
 | `open_collection`, `col.refresh()` | the repository's config, the branch, one snapshot | - |
 | `col.table()`, `exp.table()`, `col.experimentIDs`, `col.select`, `len(col)`, `in` | nothing beyond the snapshot: experiment and trial attributes, fetched concurrently once per version | - |
@@ -54,6 +56,7 @@ def api_page() -> str:
         "plot.plot_rois",
         "plot.plot_raster",
         "plot.plot_traces",
+        "plot.plot_event_average",
     ]
     for name in names:
         obj = zs

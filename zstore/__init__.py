@@ -12,6 +12,7 @@ from .annotated import AnnotatedData
 from .arrays import StorageConfig
 from .collection import Collection, create_collection, open_collection
 from .errors import ZstoreWarning
+from .events import event_windows, events_from_channel
 from .experiment import Experiment, Trial, compute_dff
 from .export import export
 from .ingest import ingest_suite2p
@@ -35,6 +36,8 @@ __all__ = [
     "compute_dff",
     "create_collection",
     "create_experiment",
+    "event_windows",
+    "events_from_channel",
     "export",
     "frame_times",
     "ingest_suite2p",

@@ -18,7 +18,7 @@ different nodes, so the second rebases over the first).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import anndata as ad
@@ -363,6 +363,34 @@ class Collection:
             by_exp.setdefault(exp_id, []).append(trial_id)
         return {
             exp_id: self.open_experiment(exp_id, mode="r").concat(layer, trials=trial_ids)
+            for exp_id, trial_ids in by_exp.items()
+        }
+
+    def to_xarray(
+        self, layers: Sequence[str] | None = None, *, where: str | None = None
+    ) -> dict[str, Any]:
+        """Each selected experiment's selected trials as one lazy ``xarray.Dataset``
+        (see :meth:`Experiment.to_xarray`): ``{experiment ID: Dataset}``, since
+        experiments have different ROIs. Reads metadata only.
+
+        Examples
+        --------
+        >>> import icechunk, zstore as zs, zstore.synthetic as syn
+        >>> col = syn.write_collection(icechunk.in_memory_storage(), n_trials=2)
+        >>> views = col.to_xarray(where="subject == 'RL109' and plane == 0")
+        >>> list(views), dict(views["RL109_2024-05-01_plane0"].sizes)
+        (['RL109_2024-05-01_plane0', 'RL109_2024-05-02_plane0'], {'roi': 8, 'time': 100})
+        """
+        chosen = self.select(where)
+        if not chosen:
+            raise ValueError(
+                f"no trial of the collection at {self.location} matches where={where!r}"
+            )
+        by_exp: dict[str, list[str]] = {}
+        for exp_id, trial_id in chosen:
+            by_exp.setdefault(exp_id, []).append(trial_id)
+        return {
+            exp_id: self.open_experiment(exp_id, mode="r").to_xarray(layers, trials=trial_ids)
             for exp_id, trial_ids in by_exp.items()
         }
 

@@ -427,6 +427,42 @@ class Experiment:
             _compat.set_aligned(data, "obsm", key, value)  # aligned: the same ROIs
         return data
 
+    def to_xarray(
+        self,
+        layers: Sequence[str] | None = None,
+        *,
+        trials: Sequence[str] | None = None,
+        where: str | None = None,
+    ) -> Any:
+        """The trials (all, those named, or those ``where`` selects on :meth:`table`)
+        side by side along ``time`` as one lazy ``xarray.Dataset``, with ``trial`` a
+        coordinate on ``time`` (see :meth:`Trial.to_xarray`). Reads metadata only.
+
+        Examples
+        --------
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
+        >>> for tid in ["t-005", "t-006"]:
+        ...     _ = exp.add_trial(tid, zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
+        >>> ds = exp.to_xarray()
+        >>> dict(ds.sizes), sorted(set(ds.trial.values.tolist()))
+        ({'roi': 4, 'time': 20}, ['t-005', 't-006'])
+        """
+        from .views import trials_dataset
+
+        if trials is not None and where is not None:
+            raise TypeError("pass trials= or where=, not both")
+        if isinstance(trials, str):
+            trials = [trials]
+        ids = (
+            list(trials)
+            if trials is not None
+            else self.table(where)["trial"].tolist()
+            if where is not None
+            else self.trialIDs
+        )
+        return trials_dataset(self, ids, layers)
+
     def _require_writable(self, action: str) -> None:
         if self.mode == "r":
             raise ReadOnlyError(
@@ -465,6 +501,27 @@ class Trial:
         from .display import html_trial
 
         return html_trial(self)
+
+    def to_xarray(self, layers: Sequence[str] | None = None) -> Any:
+        """The trial as a lazy ``xarray.Dataset``: X and each layer (or those named) with
+        dims ``("roi", "time")``; coordinates ``roi`` (the stored ROI IDs), ``time``
+        (session time in seconds, var ``time``), ``frame`` (var's index), every obs
+        column on ``roi`` and every var column (paq channels) on ``time`` (a name taken
+        already gets an ``obs_``/``var_`` prefix); attrs: experiment, trial, fs and
+        uns' processing records (as JSON). Selections read only their chunks.
+
+        Examples
+        --------
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
+        >>> trial = exp.add_trial("t-005", zs.AnnotatedData(np.ones((4, 10), dtype="float32")))
+        >>> ds = trial.to_xarray()
+        >>> ds.X.dims, ds.sizes["time"]
+        (('roi', 'time'), 10)
+        """
+        from .views import trial_dataset
+
+        return trial_dataset(self, layers)
 
     def storage(self, *, stored: bool = True) -> list[dict[str, Any]]:
         """How X and each layer are stored: shape, dtype, shards, chunks, codecs, size.

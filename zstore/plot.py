@@ -1,4 +1,5 @@
-"""Pictures of a trial: ROI masks over the mean image, a dF/F raster, aligned traces.
+"""Pictures of a trial: ROI masks over the mean image, a dF/F raster, aligned traces,
+and the event-aligned average of :func:`zstore.event_windows`.
 
 Needs matplotlib (``pip install "zstore[plot]"``). Each function takes an
 AnnotatedData (``trial.data``) and draws on ``ax`` (a new figure when omitted); the
@@ -13,7 +14,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-__all__ = ["plot_raster", "plot_rois", "plot_traces"]
+__all__ = ["plot_event_average", "plot_raster", "plot_rois", "plot_traces"]
 
 
 def _matplotlib() -> Any:
@@ -206,6 +207,79 @@ def plot_traces(
         ax.set_ylabel(channel)
     axes[-1].set_xlabel("time (s)" if "time" in data.var else "frame")
     return fig
+
+
+def plot_event_average(
+    windows: Any,
+    rois: Sequence[Any] | None = None,
+    *,
+    kind: str = "mean",
+    ax: Any = None,
+) -> Any:
+    """The event-aligned average of ``windows`` (from :func:`zstore.event_windows`).
+
+    ``kind="mean"``: mean +- SEM over events against lag, one line per ROI (``rois``: ROI
+    IDs, default the first five). ``kind="heatmap"``: the mean over events of every ROI
+    (rows, labelled by ROI ID) against lag. Computes the windows (streaming). Returns the
+    Axes.
+
+    Examples
+    --------
+    >>> import icechunk, numpy as np, pandas as pd, zstore as zs
+    >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E")
+    >>> X = np.random.default_rng(0).gamma(2, 50, (6, 300)).astype("float32")
+    >>> var = pd.DataFrame({"time": np.arange(300) / 30}, index=[str(i) for i in range(300)])
+    >>> trial = exp.add_trial("t", zs.AnnotatedData(X, var=var, uns={"fs": 30.0}))
+    >>> w = zs.event_windows(trial, [2.0, 5.0, 8.0], before=0.5, after=1.0, layer=None)
+    >>> zs.plot.plot_event_average(w, ["0", "3"]).get_xlabel()
+    'time from event (s)'
+    """
+    if kind not in ("mean", "heatmap"):
+        raise ValueError(f"kind must be 'mean' or 'heatmap', got {kind!r}")
+    names = [str(r) for r in windows["roi"].values]
+    lag = np.asarray(windows["lag"].values, dtype=np.float64)
+    what = str(windows.attrs.get("layer", windows.name or "value"))
+    unit = " (%)" if what.lower().startswith("dff") else ""
+    n_events = int(windows.sizes["event"])
+    ax = _axes(ax, (7, 4) if kind == "mean" else (7, max(3.0, min(12.0, 0.12 * len(names)))))
+    if kind == "heatmap":
+        mean = np.asarray(windows.mean("event", skipna=True).values, dtype=np.float64)
+        step = (lag[1] - lag[0]) if len(lag) > 1 else 1.0
+        finite = np.abs(mean[np.isfinite(mean)])
+        top = float(np.percentile(finite, 99)) if finite.size else 1.0
+        image = ax.imshow(  # signed values: a diverging map centred on 0
+            mean, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-top, vmax=top,
+            extent=(lag[0] - step / 2, lag[-1] + step / 2, len(names) - 0.5, -0.5),
+        )  # fmt: skip
+        ticks = np.unique(np.linspace(0, len(names) - 1, min(len(names), 12)).astype(int))
+        ax.set_yticks(ticks, [names[i] for i in ticks])
+        ax.set_ylabel("ROI (stored ID)")
+        ax.figure.colorbar(image, ax=ax, label=f"mean {what}{unit}")
+    else:
+        chosen = [str(r) for r in rois] if rois is not None else names[:5]
+        missing = [r for r in chosen if r not in names]
+        if missing:
+            raise KeyError(
+                f"ROIs {missing} are not in the windows; their ROI IDs are {names[:10]}..."
+            )
+        picked = windows.sel(roi=chosen)
+        values = np.asarray(picked.values, dtype=np.float64)  # event, roi, lag
+        count = np.sum(np.isfinite(values), axis=0)
+        mean = np.nanmean(values, axis=0)
+        sem = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(count, 1))
+        for k, roi in enumerate(chosen):
+            line = ax.plot(lag, mean[k], lw=1.2, label=f"ROI {roi}")[0]
+            ax.fill_between(
+                lag, mean[k] - sem[k], mean[k] + sem[k], color=line.get_color(), alpha=0.25, lw=0
+            )
+        ax.set_ylabel(f"{what}{unit}, mean ± SEM")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel("time from event (s)")
+    trials = sorted({str(t) for t in windows["trial"].values}) if "trial" in windows.coords else []
+    where = f" in trial {trials[0]}" if len(trials) == 1 else f" in {len(trials)} trials"
+    ax.set_title(f"{what} around {n_events} events{where if trials else ''}")
+    return ax
 
 
 def _position(roi: Any, n: int) -> int:

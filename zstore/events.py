@@ -1,0 +1,320 @@
+"""Event-aligned windows: traces around stimulus onsets, across trials, lazily.
+
+``event_windows`` cuts, for every event, the frames from ``before`` seconds before it to
+``after`` seconds after it, for every ROI, on the trial's frame grid: the result is a
+lazy ``xarray.DataArray`` with dims ``("event", "roi", "lag")``. Each event sits on the
+frame nearest its time; lags are whole frames (``k / fs``). Frames outside the trial
+(an event near its start or end) are NaN. Reading streams: one task per block of ROIs
+(a shard's rows) reads only the spans of frames the windows cover, so memory stays at a
+shard whatever the number of events or the size of the trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+
+from .errors import KeyNotFoundError
+from .views import _times
+
+__all__ = ["event_windows", "events_from_channel"]
+
+#: Windows closer than this many frames are read as one span (one request per shard).
+MERGE_FRAMES = 16384
+#: Events cut per task: a task's output stays ~10 MB for a shard of ROIs.
+EVENTS_PER_TASK = 256
+
+
+def events_from_channel(source: Any, channel: str, threshold: float) -> Any:
+    """Onset times (seconds, session time) where the var column ``channel`` (a paq
+    channel) rises above ``threshold``: the frames where it is above and the frame
+    before is not. A channel already above at the first frame is no onset there.
+
+    ``source`` is a Trial (returns a 1-D array of times) or an Experiment (returns a
+    DataFrame with columns ``trial`` and ``time``, every trial's onsets).
+
+    Examples
+    --------
+    >>> import icechunk, numpy as np, pandas as pd, zstore as zs
+    >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E")
+    >>> var = pd.DataFrame({"time": np.arange(8) / 2, "stim": [0, 0, 5, 5, 0, 5, 5, 5]},
+    ...                    index=[str(i) for i in range(8)])
+    >>> trial = exp.add_trial("t", zs.AnnotatedData(np.ones((2, 8), "float32"), var=var))
+    >>> zs.events_from_channel(trial, "stim", threshold=2.5)
+    array([1. , 2.5])
+    """
+    if hasattr(source, "trialIDs"):
+        rows = []
+        for tid in source.trialIDs:
+            for t in events_from_channel(source.load_trial(tid), channel, threshold):
+                rows.append((tid, float(t)))
+        return pd.DataFrame(rows, columns=["trial", "time"])
+    data = source.data
+    if channel not in data.var.columns:
+        raise KeyNotFoundError(
+            f"trial {source.trialID!r} has no var column {channel!r}; its columns (paq "
+            f"channels) are {list(data.var.columns)}"
+        )
+    values = pd.to_numeric(data.var[channel], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    above = values > threshold
+    onsets = np.flatnonzero(above[1:] & ~above[:-1]) + 1
+    return _times(data)[onsets]
+
+
+def event_windows(
+    source: Any,
+    events: Any,
+    *,
+    before: float,
+    after: float,
+    layer: str | None = "dFF",
+    baseline: tuple[float, float] | None = None,
+) -> Any:
+    """Every ROI's trace around every event: a lazy ``xarray.DataArray`` with dims
+    ``("event", "roi", "lag")``.
+
+    Parameters
+    ----------
+    source
+        A Trial, or an Experiment (events then name their trial, or fall in one by
+        session time).
+    events
+        Times in seconds (session time, as var ``time``): a list or array, a pandas
+        Series, or a DataFrame with columns ``trial`` and ``time``
+        (:func:`events_from_channel` gives either).
+    before, after
+        Seconds before and after each event (>= 0). Lags run from ``-round(before *
+        fs)`` to ``round(after * fs)`` frames, in seconds on the ``lag`` coordinate.
+    layer
+        The matrix to cut (``None`` or ``"X"``: X).
+    baseline
+        ``(start, stop)`` lags in seconds: subtract each window's mean over them (NaN
+        frames left out).
+
+    Frames outside a trial are NaN (an event near its edge); an event outside every
+    trial is an error. Coordinates: ``event`` (0..n-1), ``event_time``, ``trial``,
+    ``roi`` (the stored ROI IDs), ``lag``. Nothing is read until computed.
+
+    Examples
+    --------
+    >>> import icechunk, numpy as np, pandas as pd, zstore as zs
+    >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E")
+    >>> X = np.arange(20, dtype="float32").reshape(2, 10)
+    >>> var = pd.DataFrame({"time": np.arange(10) / 10}, index=[str(i) for i in range(10)])
+    >>> trial = exp.add_trial("t", zs.AnnotatedData(X, var=var, uns={"fs": 10.0}))
+    >>> w = zs.event_windows(trial, [0.3, 0.9], before=0.1, after=0.2, layer=None)
+    >>> w.dims, w.sizes["lag"], w.values[0, 0].tolist(), w.values[1, 1].tolist()
+    (('event', 'roi', 'lag'), 4, [2.0, 3.0, 4.0, 5.0], [18.0, 19.0, nan, nan])
+    """
+    import xarray as xr
+
+    if not (np.isfinite(before) and np.isfinite(after)) or before < 0 or after < 0:
+        raise ValueError(f"before and after must be seconds >= 0, got {before!r}, {after!r}")
+    table = _event_table(source, events)
+    trials = _trials_of(source, table)
+    parts = []
+    fs_all = set()
+    for tid, picked in table.groupby("trial", sort=False):
+        trial = trials[tid]
+        fs = _frame_rate(trial)
+        fs_all.add(fs)
+        times = _times(trial.data)
+        frames = _nearest_frames(times, picked["time"].to_numpy(), tid)
+        n_before, n_after = round(before * fs), round(after * fs)
+        matrix = trial.data.matrix(None if layer in (None, "X") else layer)
+        parts.append((picked.index.to_numpy(), _windows(matrix, frames, n_before, n_after), trial))
+    if len(fs_all) > 1:
+        raise ValueError(
+            f"the trials' frame rates differ ({sorted(fs_all)}): lags cannot share one "
+            f"frame grid; cut windows per trial"
+        )
+    fs = fs_all.pop()
+    first = parts[0][2]
+    for _, _, trial in parts[1:]:
+        if not trial.data.obs_names.equals(first.data.obs_names):
+            raise ValueError(
+                f"trial {trial.trialID!r} has different ROIs from trial {first.trialID!r}; "
+                f"cut windows of one ROI set"
+            )
+    order = np.concatenate([index for index, _, _ in parts])
+    stacked = da.concatenate([block for _, block, _ in parts], axis=0)
+    stacked = stacked[np.argsort(order, kind="stable")] if len(parts) > 1 else stacked
+    lag = np.arange(-n_before, n_after + 1) / fs
+    out = xr.DataArray(
+        stacked,
+        dims=("event", "roi", "lag"),
+        coords={
+            "event": np.arange(len(table)),
+            "event_time": ("event", table["time"].to_numpy(dtype=np.float64)),
+            "trial": ("event", table["trial"].astype(str).to_numpy()),
+            "roi": np.asarray(first.data.obs_names, dtype=str),
+            "lag": lag,
+        },
+        name=layer or "X",
+        attrs={"fs": fs, "lag_units": "s", "layer": layer or "X"},
+    )
+    if baseline is not None:
+        lo, hi = baseline
+        if not lo <= hi:
+            raise ValueError(f"baseline must be (start, stop) with start <= stop, got {baseline}")
+        mean = out.sel(lag=slice(lo - 0.5 / fs, hi + 0.5 / fs)).mean("lag", skipna=True)
+        out = (out - mean).assign_attrs(out.attrs, baseline=[float(lo), float(hi)])
+    return out
+
+
+def _event_table(source: Any, events: Any) -> pd.DataFrame:
+    if isinstance(events, pd.DataFrame):
+        if "time" not in events.columns:
+            raise ValueError(
+                f"events as a DataFrame need a 'time' column (and 'trial' for an "
+                f"experiment); got columns {list(events.columns)}"
+            )
+        table = pd.DataFrame({"time": pd.to_numeric(events["time"], errors="coerce")})
+        if "trial" in events.columns:
+            table["trial"] = events["trial"].astype(str).to_numpy()
+    else:
+        times = np.asarray(events, dtype=np.float64).reshape(-1)
+        table = pd.DataFrame({"time": times})
+    if table.empty:
+        raise ValueError("no events given")
+    if not np.isfinite(table["time"].to_numpy(dtype=np.float64)).all():
+        raise ValueError("event times must be finite numbers of seconds")
+    if "trial" not in table.columns:
+        table["trial"] = None
+    return table.reset_index(drop=True)
+
+
+def _trials_of(source: Any, table: pd.DataFrame) -> dict[str, Any]:
+    """The loaded trials the events fall in; fills the table's ``trial`` column."""
+    if not hasattr(source, "trialIDs"):  # one trial
+        named = {t for t in table["trial"] if t is not None and t != source.trialID}
+        if named:
+            raise ValueError(
+                f"events name trials {sorted(named)}, but the source is trial "
+                f"{source.trialID!r}; pass the experiment to cut windows across trials"
+            )
+        table["trial"] = source.trialID
+        return {source.trialID: source}
+    trials: dict[str, Any] = {}
+    missing = table["trial"].isna()
+    for tid in dict.fromkeys(table["trial"][~missing]):
+        if tid not in source.trialIDs:
+            raise KeyNotFoundError(
+                f"events name trial {tid!r}, which is not in experiment {source.expID!r}; "
+                f"its trials are {source.trialIDs}"
+            )
+        trials[tid] = source.load_trial(tid)
+    if missing.any():  # place each event in the trial whose session time holds it
+        spans = source.table()[["trial", "start_s", "duration_s"]]
+        for i in np.flatnonzero(missing.to_numpy()):
+            t = table.at[i, "time"]
+            inside = spans[(spans["start_s"] <= t) & (t < spans["start_s"] + spans["duration_s"])]
+            if inside.empty:
+                raise ValueError(
+                    f"event at {t} s falls in no trial of experiment {source.expID!r} "
+                    f"(their session times are in exp.table(): start_s, duration_s); give "
+                    f"events as a DataFrame with a 'trial' column"
+                )
+            tid = str(inside["trial"].iloc[0])
+            table.at[i, "trial"] = tid
+            if tid not in trials:
+                trials[tid] = source.load_trial(tid)
+    return trials
+
+
+def _frame_rate(trial: Any) -> float:
+    fs = trial.data.uns.get("fs")
+    if isinstance(fs, int | float) and np.isfinite(fs) and fs > 0:
+        return float(fs)
+    times = _times(trial.data)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    if step > 0:
+        return 1 / step
+    raise ValueError(
+        f"trial {trial.trialID!r} has no frame rate (uns['fs']) and no frame times to "
+        f"take one from; set trial.data.uns['fs']"
+    )
+
+
+def _nearest_frames(times: np.ndarray, events: np.ndarray, trial_id: str) -> np.ndarray:
+    if len(times) == 0:
+        raise ValueError(f"trial {trial_id!r} has no frames")
+    right = np.clip(np.searchsorted(times, events), 1, len(times) - 1) if len(times) > 1 else 0
+    if len(times) == 1:
+        return np.zeros(len(events), dtype=np.int64)
+    left = right - 1
+    nearer_left = np.abs(events - times[left]) <= np.abs(times[right] - events)
+    return np.where(nearer_left, left, right).astype(np.int64)
+
+
+def _windows(matrix: da.Array, frames: np.ndarray, n_before: int, n_after: int) -> da.Array:
+    """``(events, rois, lags)`` around ``frames``: one task per block of ROIs, reading
+    only the spans of frames the windows cover."""
+    n_frames = matrix.shape[1]
+    dtype = np.result_type(matrix.dtype, np.float32)  # NaN where a window leaves the trial
+    starts = frames - n_before
+    width = n_before + n_after + 1
+    spans = _spans(np.clip(starts, 0, n_frames), np.clip(starts + width, 0, n_frames))
+    blocks = []
+    row = 0
+    groups = [starts[i : i + EVENTS_PER_TASK] for i in range(0, len(starts), EVENTS_PER_TASK)]
+    for rows in matrix.chunks[0]:
+        pieces = dask.delayed(list)([matrix[row : row + rows, a:b] for a, b in spans])
+        parts = [
+            da.from_delayed(
+                dask.delayed(_cut)(pieces, spans, group, width, dtype),
+                shape=(len(group), rows, width),
+                dtype=dtype,
+            )
+            for group in groups
+        ]
+        blocks.append(da.concatenate(parts, axis=0))
+        row += rows
+    if not blocks:
+        return da.zeros((len(frames), 0, width), dtype=dtype)
+    return da.concatenate(blocks, axis=1)
+
+
+def _spans(starts: np.ndarray, stops: np.ndarray) -> list[tuple[int, int]]:
+    """Frame ranges covering every window, merged when closer than MERGE_FRAMES."""
+    spans: list[tuple[int, int]] = []
+    for a, b in sorted(zip(starts.tolist(), stops.tolist(), strict=True)):
+        if b <= a:
+            continue
+        if spans and a <= spans[-1][1] + MERGE_FRAMES:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+        else:
+            spans.append((a, b))
+    return spans
+
+
+def _cut(
+    pieces: Sequence[np.ndarray],
+    spans: Sequence[tuple[int, int]],
+    starts: np.ndarray,
+    width: int,
+    dtype: np.dtype,
+) -> np.ndarray:
+    rows = pieces[0].shape[0] if pieces else 0
+    out = np.full((len(starts), rows, width), np.nan, dtype=dtype)
+    bounds = np.array([a for a, _ in spans], dtype=np.int64)
+    for i, start in enumerate(starts.tolist()):
+        lo, hi = max(start, 0), start + width
+        if not spans or hi <= lo:
+            continue
+        k = int(np.searchsorted(bounds, lo, side="right")) - 1
+        if k < 0:
+            continue
+        a, b = spans[k]
+        hi = min(hi, b)
+        if hi <= lo:
+            continue
+        out[i, :, lo - start : hi - start] = pieces[k][:, lo - a : hi - a]
+    return out
