@@ -54,6 +54,10 @@ def test_zarr_keys_through_the_sync_helpers() -> None:
     assert sorted(children[0]) == ["a", "g", "zarr.json"]
     assert sorted(children[1]) == ["h", "zarr.json"]
     assert children[2] == []
+    array = zarr.open_array(store, path="a")
+    _compat.set_dimension_names(array, ["roi"])
+    assert zarr.open_array(store, path="a").metadata.dimension_names == ("roi",)
+    assert zarr.open_array(store, path="a")[:].tolist() == [1, 1, 1, 1]
 
 
 IMPORT_CHECK = textwrap.dedent(

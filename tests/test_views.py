@@ -238,3 +238,26 @@ def test_a_collection_selection_is_one_dataset_per_experiment(tmp_path: Path) ->
     exp = col.open_experiment("RL110_2024-05-02_plane1")
     np.testing.assert_array_equal(ds.X.values[:, 40:], exp.load_trial("t-002").data.X.compute())
     assert np.all(np.diff(ds.time.values) > 0)
+
+
+def test_xarray_reads_a_trial_directly_and_anndata_still_does(where: Where) -> None:
+    import anndata
+    import xarray as xr
+
+    exp = where.create(exp_id="E", config=SMALL)
+    exp.add_trial("t", make_adata(12, 50))
+    trial = exp.load_trial("t")
+    trial.data.add_obs("depth_um", np.arange(12.0))  # a save names the new array too
+    trial.save()
+    group = exp.refresh().open_zarr("trials/t")
+    tree = xr.open_datatree(group.store, group=group.path, engine="zarr", consolidated=False)
+    assert tree["obs"].sizes["roi"] == 12 and tree["var"].sizes["frame"] == 50
+    np.testing.assert_array_equal(tree["obs"]["depth_um"].values, np.arange(12.0))
+    np.testing.assert_array_equal(tree["obs/kind"]["codes"].dims, ["roi"])
+    assert tree["X"].dims == ("roi", "frame") and tree["obsm"]["med"].dims[0] == "roi"
+    var = xr.open_zarr(group.store, group=f"{group.path}/var", consolidated=False)
+    np.testing.assert_array_equal(var["time"].values, np.arange(50) / 30.0)
+    plain = anndata.read_zarr(group)  # anndata ignores the dimension names
+    expected = exp.load_trial("t").data
+    pd.testing.assert_frame_equal(plain.obs, expected.obs, check_dtype=False)
+    pd.testing.assert_frame_equal(plain.var, expected.var)

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import icechunk as ic
@@ -60,6 +61,7 @@ __all__ = [
     "read_many",
     "reset_awkward_caches",
     "set_aligned",
+    "set_dimension_names",
     "short_message",
 ]
 
@@ -98,6 +100,19 @@ def list_children(store: Store, prefixes: list[str]) -> list[list[str]]:
         return list(await asyncio.gather(*(one(p) for p in prefixes)))
 
     return sync(every())
+
+
+def set_dimension_names(array: Any, names: Sequence[str]) -> None:
+    """Record ``names`` as a Zarr v3 array's ``dimension_names`` (its metadata document
+    rewritten in place; zarr-python has no public call for it). xarray needs them to
+    read an array; anndata ignores them."""
+    meta = array.metadata
+    if getattr(meta, "zarr_format", None) != 3 or len(names) != array.ndim:
+        return
+    new = dataclasses.replace(meta, dimension_names=tuple(names))
+    document = new.to_buffer_dict(default_buffer_prototype())["zarr.json"]
+    key = f"{array.path}/zarr.json" if array.path else "zarr.json"
+    sync(array.store.set(key, document))
 
 
 def list_keys(store: Store, prefix: str) -> list[str]:

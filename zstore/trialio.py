@@ -54,6 +54,7 @@ __all__ = [
     "WriteArrays",
     "apply_changes",
     "describe_arrays",
+    "name_dimensions",
     "read_trial",
     "trial_attributes",
     "trial_summary",
@@ -191,6 +192,7 @@ def write_trial(
     meta = dict(group.attrs["zstore"])  # type: ignore[arg-type]
     meta["summary"] = trial_summary(adata)
     group.attrs["zstore"] = meta
+    name_dimensions(group)
 
 
 def _report_nan_rows(label: str, arrays: Mapping[str, Any]) -> None:
@@ -355,6 +357,7 @@ def apply_changes(
     meta["commit"] = uuid.uuid4().hex
     meta["summary"] = trial_summary(adata)
     group.attrs["zstore"] = meta
+    name_dimensions(group)
 
 
 def processing_record(data: Any, state: StoredState) -> dict[str, Any] | None:
@@ -459,6 +462,43 @@ def read_errors_of(
     label: str, element: str, explain: Callable[[], str] | None
 ) -> contextlib.AbstractContextManager[None]:
     return read_errors(f"{label} {element}: stored data", explain)
+
+
+#: The dimension every row of an element's arrays runs along (xarray's name for it).
+_AXES = {"obs": "roi", "var": "frame", "obsm": "roi", "varm": "frame"}
+
+
+def name_dimensions(group: zarr.Group) -> None:
+    """Give every array of the trial ``group`` that has none its ``dimension_names``, so
+    that xarray reads obs, var, obsm, uns... directly (anndata writes none): a
+    dataframe's columns (and categorical codes, nullable values and masks) run along
+    ``roi`` (obs) or ``frame`` (var), an obsm/varm array's first axis too; every other
+    axis gets a name of its own, from the array's path."""
+    for path, array in _arrays(group, ""):
+        if getattr(array.metadata, "dimension_names", None) is not None:
+            continue
+        parts = path.split("/")
+        axis = _AXES.get(parts[0])
+        rows = axis is not None and (
+            len(parts) == 2  # a column of obs/var, or an obsm/varm array
+            or (
+                len(parts) == 3
+                and parts[0] in ("obs", "var")
+                and parts[2] in ("codes", "values", "mask")
+            )
+        )
+        own = path.replace("/", "_")
+        names = [axis if i == 0 and rows and axis else f"{own}_dim{i}" for i in range(array.ndim)]
+        _compat.set_dimension_names(array, names)
+
+
+def _arrays(group: zarr.Group, path: str) -> Iterator[tuple[str, zarr.Array]]:
+    for name, node in group.members():
+        inner = f"{path}/{name}" if path else name
+        if isinstance(node, zarr.Array):
+            yield inner, node
+        elif inner not in ("layers",):
+            yield from _arrays(node, inner)
 
 
 def describe_arrays(group: zarr.Group, *, stored: bool = True) -> list[dict[str, Any]]:
