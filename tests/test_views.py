@@ -139,7 +139,7 @@ def test_event_windows_are_exact_lazy_and_padded_at_edges(where: Where) -> None:
     np.testing.assert_allclose(onsets["time"][:3], np.array([90, 190, 290]) / 30.0)
     # onsets, plus events at both edges of a trial (padded with NaN)
     events = pd.concat(
-        [onsets, pd.DataFrame({"trial": ["t-1", "t-2"], "time": [10.0, 29.99]})],
+        [onsets, pd.DataFrame({"trial": ["t-1", "t-2"], "time": [10.0, 29.98]})],
         ignore_index=True,
     )
     with raise_if_dask_computes():
@@ -261,3 +261,75 @@ def test_xarray_reads_a_trial_directly_and_anndata_still_does(where: Where) -> N
     expected = exp.load_trial("t").data
     pd.testing.assert_frame_equal(plain.obs, expected.obs, check_dtype=False)
     pd.testing.assert_frame_equal(plain.var, expected.var)
+
+
+@pytest.mark.filterwarnings("ignore:Converting 'd' to numpy.array")  # on restrict: pynapple loads
+def test_trials_as_a_lazy_pynapple_frame(where: Where) -> None:
+    nap = pytest.importorskip("pynapple")
+    exp = where.create(exp_id="E", config=SMALL)
+    _session_trials(exp)
+    trial = exp.load_trial("t-1")
+    with raise_if_dask_computes():
+        tsd = trial.to_pynapple("dFF")
+    assert isinstance(tsd, nap.TsdFrame)
+    assert list(tsd.columns) == trial.data.obs_names.tolist()
+    np.testing.assert_array_equal(tsd.t, trial.data.var["time"].to_numpy())
+    np.testing.assert_array_equal(np.asarray(tsd.values), trial.data.layers["dFF"].compute().T)
+    assert tsd.metadata["npix"].tolist() == trial.data.obs["npix"].tolist()
+    whole = exp.to_pynapple("dFF")
+    assert len(whole.time_support) == 3
+    assert whole.time_support.metadata["trial"].tolist() == ["t-0", "t-1", "t-2"]
+    np.testing.assert_allclose(whole.time_support.start, [0.0, 10.0, 20.0])
+    part = whole.restrict(nap.IntervalSet(start=12.0, end=13.0))  # both ends included
+    np.testing.assert_array_equal(
+        np.asarray(part.values), trial.data.layers["dFF"].compute()[:, 60:91].T
+    )
+
+
+def test_event_windows_refuse_what_would_give_wrong_windows() -> None:
+    exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E")
+    _session_trials(exp, n=2)
+    trial = exp.load_trial("t-1")
+    with pytest.raises(ValueError, match="lie outside trial 't-1'"):
+        zs.event_windows(trial, [1e6], before=0.1, after=0.1)
+    with pytest.raises(ValueError, match="lie outside trial 't-0'"):
+        zs.event_windows(exp, pd.DataFrame({"trial": ["t-0"], "time": [15.0]}), before=0, after=0)
+    with pytest.raises(ValueError, match="holds no lag"):
+        zs.event_windows(trial, [15.0], before=0.1, after=0.1, baseline=(-1.0, -0.5))
+    for bad in ("pre", (None, 0), 0.5):
+        with pytest.raises(ValueError, match="baseline must be"):
+            zs.event_windows(trial, [15.0], before=0.1, after=0.1, baseline=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="number of seconds"):
+        zs.event_windows(trial, [15.0], before="1", after=0.1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="events must be times"):
+        zs.event_windows(trial, {"a": 1}, before=0.1, after=0.1)
+    with pytest.raises(TypeError, match="stored Trial or Experiment"):
+        zs.event_windows(trial.data, [15.0], before=0.1, after=0.1)
+    # missing trials in a DataFrame are placed by session time
+    w = zs.event_windows(
+        exp, pd.DataFrame({"trial": ["t-0", None], "time": [2.0, 12.0]}), before=0, after=0
+    )
+    assert w.trial.values.tolist() == ["t-0", "t-1"]
+    # times that run backwards, or no times at all, are refused
+    X = np.arange(20, dtype="float32").reshape(2, 10)
+    back = pd.DataFrame(
+        {"time": np.r_[np.arange(5), np.arange(5)] / 10.0}, index=list("abcdefghij")
+    )
+    bad = exp.add_trial("back", zs.AnnotatedData(X, var=back, uns={"fs": 10.0}))
+    with pytest.raises(ValueError, match="does not increase"):
+        zs.event_windows(bad, [0.2], before=0.1, after=0.1, layer=None)
+    bare = exp.add_trial("bare", zs.AnnotatedData(X))
+    with pytest.raises(ValueError, match="neither frame times"):
+        zs.event_windows(bare, [2.0], before=1, after=1, layer=None)
+    assert bare.to_xarray().attrs["time_units"] == "frames"
+
+
+def test_layers_named_like_x_or_a_coordinate_keep_their_data() -> None:
+    exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E")
+    X = np.zeros((2, 5), dtype="float32")
+    adata = zs.AnnotatedData(X)
+    adata.layers["X"] = np.full((2, 5), -1, dtype="float32")
+    adata.layers["time"] = np.full((2, 5), 7, dtype="float32")
+    ds = exp.add_trial("t", adata).to_xarray()
+    assert ds["X"].values.max() == 0 and ds["layer_X"].values.min() == -1
+    assert ds["layer_time"].values.min() == 7 and ds["time"].dims == ("time",)

@@ -4,9 +4,10 @@
 ``after`` seconds after it, for every ROI, on the trial's frame grid: the result is a
 lazy ``xarray.DataArray`` with dims ``("event", "roi", "lag")``. Each event sits on the
 frame nearest its time; lags are whole frames (``k / fs``). Frames outside the trial
-(an event near its start or end) are NaN. Reading streams: one task per block of ROIs
-(a shard's rows) reads only the spans of frames the windows cover, so memory stays at a
-shard whatever the number of events or the size of the trial.
+(an event near its start or end) are NaN; an event beyond the trial's frames is an
+error. Reading streams: one task per block of ROIs (a shard's rows) reads only the
+spans of frames the windows cover, and cuts at most ~16 MB of windows at a time, so
+memory stays at a few shards whatever the number of events or the size of the trial.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import numpy as np
 import pandas as pd
 
 from .errors import KeyNotFoundError
-from .views import _times
+from .views import _times, frame_times
 
 __all__ = ["event_windows", "events_from_channel"]
 
 #: Windows closer than this many frames are read as one span (one request per shard).
 MERGE_FRAMES = 16384
-#: Events cut per task: a task's output stays ~10 MB for a shard of ROIs.
+#: Events cut per task: at most this many, and few enough that a task's windows stay
+#: within TASK_BYTES (long windows: fewer events a task).
 EVENTS_PER_TASK = 256
+TASK_BYTES = 16 * 2**20
 
 
 def events_from_channel(source: Any, channel: str, threshold: float) -> Any:
@@ -98,8 +101,9 @@ def event_windows(
         ``(start, stop)`` lags in seconds: subtract each window's mean over them (NaN
         frames left out).
 
-    Frames outside a trial are NaN (an event near its edge); an event outside every
-    trial is an error. Coordinates: ``event`` (0..n-1), ``event_time``, ``trial``,
+    Frames outside a trial are NaN (an event near its edge); an event more than half a
+    frame beyond a trial's frames, times that do not increase, or a trial with neither
+    times nor fs, is an error. Coordinates: ``event`` (0..n-1), ``event_time``, ``trial``,
     ``roi`` (the stored ROI IDs), ``lag``. Nothing is read until computed.
 
     Examples
@@ -115,27 +119,46 @@ def event_windows(
     """
     import xarray as xr
 
+    for name, value in (("before", before), ("after", after)):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise TypeError(f"{name} must be a number of seconds, got {value!r}")
     if not (np.isfinite(before) and np.isfinite(after)) or before < 0 or after < 0:
         raise ValueError(f"before and after must be seconds >= 0, got {before!r}, {after!r}")
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(f"layer must be a layer name (or None for X), got {layer!r}")
+    if not hasattr(source, "trialIDs") and not hasattr(source, "trialID"):
+        raise TypeError(
+            f"event_windows cuts from a stored Trial or Experiment, got "
+            f"{type(source).__name__}; load one with exp.load_trial(ID)"
+        )
     table = _event_table(source, events)
     trials = _trials_of(source, table)
     parts = []
-    fs_all = set()
+    grids = {}
     for tid, picked in table.groupby("trial", sort=False):
         trial = trials[tid]
-        fs = _frame_rate(trial)
-        fs_all.add(fs)
-        times = _times(trial.data)
-        frames = _nearest_frames(times, picked["time"].to_numpy(), tid)
+        times = _checked_times(trial)
+        fs = _frame_rate(trial, times)
         n_before, n_after = round(before * fs), round(after * fs)
+        grids[tid] = (fs, n_before, n_after)
+        event_times = picked["time"].to_numpy(dtype=np.float64)
+        _check_inside(times, event_times, 1 / fs, tid)
+        frames = _nearest_frames(times, event_times, tid)
         matrix = trial.data.matrix(None if layer in (None, "X") else layer)
         parts.append((picked.index.to_numpy(), _windows(matrix, frames, n_before, n_after), trial))
-    if len(fs_all) > 1:
+    first_grid = next(iter(grids.values()))
+    differ = {
+        t: g
+        for t, g in grids.items()
+        if g[1:] != first_grid[1:] or not np.isclose(g[0], first_grid[0], rtol=1e-3)
+    }
+    if differ:
+        rates = {t: round(g[0], 4) for t, g in grids.items()}
         raise ValueError(
-            f"the trials' frame rates differ ({sorted(fs_all)}): lags cannot share one "
-            f"frame grid; cut windows per trial"
+            f"the trials' frame rates differ ({rates}): lags cannot share one frame grid; "
+            f"cut windows per trial"
         )
-    fs = fs_all.pop()
+    fs, n_before, n_after = first_grid
     first = parts[0][2]
     for _, _, trial in parts[1:]:
         if not trial.data.obs_names.equals(first.data.obs_names):
@@ -161,10 +184,21 @@ def event_windows(
         attrs={"fs": fs, "lag_units": "s", "layer": layer or "X"},
     )
     if baseline is not None:
-        lo, hi = baseline
-        if not lo <= hi:
+        try:
+            lo, hi = (float(v) for v in baseline)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"baseline must be (start, stop) lags in seconds, e.g. (-1, 0), got {baseline!r}"
+            ) from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
             raise ValueError(f"baseline must be (start, stop) with start <= stop, got {baseline}")
-        mean = out.sel(lag=slice(lo - 0.5 / fs, hi + 0.5 / fs)).mean("lag", skipna=True)
+        window = out.sel(lag=slice(lo - 0.5 / fs, hi + 0.5 / fs))
+        if window.sizes["lag"] == 0:
+            raise ValueError(
+                f"baseline {baseline} holds no lag of the windows (lags run from "
+                f"{lag[0]:.4g} to {lag[-1]:.4g} s): widen before= or move the baseline"
+            )
+        mean = window.mean("lag", skipna=True)
         out = (out - mean).assign_attrs(out.attrs, baseline=[float(lo), float(hi)])
     return out
 
@@ -176,10 +210,15 @@ def _event_table(source: Any, events: Any) -> pd.DataFrame:
                 f"events as a DataFrame need a 'time' column (and 'trial' for an "
                 f"experiment); got columns {list(events.columns)}"
             )
-        table = pd.DataFrame({"time": pd.to_numeric(events["time"], errors="coerce")})
+        table = pd.DataFrame({"time": pd.to_numeric(events["time"], errors="coerce").to_numpy()})
         if "trial" in events.columns:
-            table["trial"] = events["trial"].astype(str).to_numpy()
+            table["trial"] = [None if pd.isna(t) else str(t) for t in events["trial"]]
     else:
+        if isinstance(events, dict | str | bytes) or np.asarray(events).dtype.kind not in "iuf":
+            raise TypeError(
+                f"events must be times in seconds (a list, array or Series of numbers) or "
+                f"a DataFrame with 'trial' and 'time' columns, got {type(events).__name__}"
+            )
         times = np.asarray(events, dtype=np.float64).reshape(-1)
         table = pd.DataFrame({"time": times})
     if table.empty:
@@ -229,11 +268,43 @@ def _trials_of(source: Any, table: pd.DataFrame) -> dict[str, Any]:
     return trials
 
 
-def _frame_rate(trial: Any) -> float:
+def _checked_times(trial: Any) -> np.ndarray:
+    """The trial's frame times, which windows need to be real and increasing."""
+    data = trial.data
+    times, kind = frame_times(data)
+    if "time" in data.var.columns and kind != "time":
+        raise ValueError(
+            f"trial {trial.trialID!r}: var 'time' has missing or non-numeric values, so "
+            f"events cannot be placed on its frames; fix var['time'] and save the trial"
+        )
+    if kind == "frames":
+        raise ValueError(
+            f"trial {trial.trialID!r} has neither frame times (var 'time') nor a frame "
+            f"rate (uns['fs']): seconds mean nothing for it; set trial.data.uns['fs']"
+        )
+    if len(times) > 1 and not np.all(np.diff(times) > 0):
+        raise ValueError(
+            f"trial {trial.trialID!r}: var 'time' does not increase from frame to frame, "
+            f"so an event's nearest frame is not defined; fix var['time']"
+        )
+    return times
+
+
+def _check_inside(times: np.ndarray, events: np.ndarray, step: float, trial_id: str) -> None:
+    """Every event within the trial's frames (half a frame either side)."""
+    outside = events[(events < times[0] - step / 2) | (events > times[-1] + step / 2)]
+    if len(outside):
+        raise ValueError(
+            f"event(s) at {outside[:5].tolist()} s lie outside trial {trial_id!r}, whose "
+            f"frames run from {times[0]:.6g} to {times[-1]:.6g} s (session time, var "
+            f"'time'); give each event's time on that clock, in its own trial"
+        )
+
+
+def _frame_rate(trial: Any, times: np.ndarray) -> float:
     fs = trial.data.uns.get("fs")
-    if isinstance(fs, int | float) and np.isfinite(fs) and fs > 0:
+    if isinstance(fs, int | float) and not isinstance(fs, bool) and np.isfinite(fs) and fs > 0:
         return float(fs)
-    times = _times(trial.data)
     step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     if step > 0:
         return 1 / step
@@ -264,8 +335,9 @@ def _windows(matrix: da.Array, frames: np.ndarray, n_before: int, n_after: int) 
     spans = _spans(np.clip(starts, 0, n_frames), np.clip(starts + width, 0, n_frames))
     blocks = []
     row = 0
-    groups = [starts[i : i + EVENTS_PER_TASK] for i in range(0, len(starts), EVENTS_PER_TASK)]
     for rows in matrix.chunks[0]:
+        per_task = max(1, min(EVENTS_PER_TASK, TASK_BYTES // max(1, rows * width * 8)))
+        groups = [starts[i : i + per_task] for i in range(0, len(starts), per_task)]
         pieces = dask.delayed(list)([matrix[row : row + rows, a:b] for a, b in spans])
         parts = [
             da.from_delayed(

@@ -463,6 +463,34 @@ class Experiment:
         )
         return trials_dataset(self, ids, layers)
 
+    def to_pynapple(
+        self,
+        layer: str | None = "dFF",
+        *,
+        trials: Sequence[str] | None = None,
+        where: str | None = None,
+    ) -> Any:
+        """The trials (all, named, or selected with ``where``) as one lazy
+        ``pynapple.TsdFrame``: session time in seconds, a column per ROI (its stored ID),
+        obs columns as metadata, the trials as its ``time_support`` (an IntervalSet with
+        a ``trial`` column). Needs ``pip install 'zstore[pynapple]'``; the trials' times
+        must increase from one trial to the next (ingested trials' session time does).
+        """
+        from .views import trials_tsdframe
+
+        if trials is not None and where is not None:
+            raise TypeError("pass trials= or where=, not both")
+        if isinstance(trials, str):
+            trials = [trials]
+        ids = (
+            list(trials)
+            if trials is not None
+            else self.table(where)["trial"].tolist()
+            if where is not None
+            else self.trialIDs
+        )
+        return trials_tsdframe([self.load_trial(tid) for tid in ids], layer)
+
     def _require_writable(self, action: str) -> None:
         if self.mode == "r":
             raise ReadOnlyError(
@@ -522,6 +550,14 @@ class Trial:
         from .views import trial_dataset
 
         return trial_dataset(self, layers)
+
+    def to_pynapple(self, layer: str | None = "dFF") -> Any:
+        """The trial as a lazy ``pynapple.TsdFrame`` (see :meth:`Experiment.to_pynapple`):
+        time in seconds, a column per ROI named by its stored ID, obs columns as
+        metadata, the trial as its ``time_support``. Needs ``zstore[pynapple]``."""
+        from .views import trials_tsdframe
+
+        return trials_tsdframe([self], layer)
 
     def storage(self, *, stored: bool = True) -> list[dict[str, Any]]:
         """How X and each layer are stored: shape, dtype, shards, chunks, codecs, size.

@@ -256,6 +256,8 @@ def plot_event_average(
         ax.set_ylabel("ROI (stored ID)")
         ax.figure.colorbar(image, ax=ax, label=f"mean {what}{unit}")
     else:
+        if isinstance(rois, str | int | np.integer):
+            rois = [rois]
         chosen = [str(r) for r in rois] if rois is not None else names[:5]
         missing = [r for r in chosen if r not in names]
         if missing:

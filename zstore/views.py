@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import KeyNotFoundError
 
-__all__ = ["trial_dataset", "trials_dataset"]
+__all__ = ["frame_times", "trial_dataset", "trials_dataset", "trials_tsdframe"]
 
 
 def trial_dataset(trial: Any, layers: Sequence[str] | None = None) -> Any:
@@ -27,20 +27,24 @@ def trial_dataset(trial: Any, layers: Sequence[str] | None = None) -> Any:
 
     data = trial.data
     names = _layers(data, layers, f"trial {trial.trialID!r}")
-    variables = {"X": (("roi", "time"), data.X)}
-    variables.update({name: (("roi", "time"), data.layers[name]) for name in names})
+    times, kind = frame_times(data)
     coords: dict[str, Any] = {
         "roi": ("roi", np.asarray(data.obs_names, dtype=str)),
-        "time": ("time", _times(data)),
+        "time": ("time", times),
         "frame": ("time", np.asarray(data.var_names, dtype=str)),
     }
-    taken = set(variables) | set(coords)
+    taken = set(coords) | {"X"}
+    variables = {"X": (("roi", "time"), data.X)}
+    for name in names:  # a layer named like X or a coordinate gets a "layer_" prefix
+        variables[_free(str(name), "layer", taken)] = (("roi", "time"), data.layers[name])
     for column in data.obs.columns:
         coords[_free(f"{column}", "obs", taken)] = ("roi", _column(data.obs[column]))
     for column in data.var.columns:
         if column != "time":
             coords[_free(f"{column}", "var", taken)] = ("time", _column(data.var[column]))
-    return xr.Dataset(variables, coords=coords, attrs=_attrs(trial))
+    attrs = _attrs(trial)
+    attrs["time_units"] = "frames" if kind == "frames" else "s"
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
 def trials_dataset(exp: Any, trial_ids: Sequence[str], layers: Sequence[str] | None) -> Any:
@@ -50,7 +54,10 @@ def trials_dataset(exp: Any, trial_ids: Sequence[str], layers: Sequence[str] | N
 
     if not trial_ids:
         raise ValueError(f"experiment {exp.expID!r}: no trials to put in a Dataset")
-    parts = [trial_dataset(exp.load_trial(tid), layers) for tid in trial_ids]
+    loaded = [exp.load_trial(tid) for tid in trial_ids]
+    if layers is None:  # the layers every trial has
+        layers = [n for n in loaded[0].data.layers if all(n in t.data.layers for t in loaded)]
+    parts = [trial_dataset(trial, layers) for trial in loaded]
     first = parts[0]
     for tid, part in zip(trial_ids[1:], parts[1:], strict=True):
         if not np.array_equal(part["roi"].values, first["roi"].values):
@@ -62,12 +69,76 @@ def trials_dataset(exp: Any, trial_ids: Sequence[str], layers: Sequence[str] | N
         part.assign_coords(trial=("time", np.full(part.sizes["time"], tid)))
         for tid, part in zip(trial_ids, parts, strict=True)
     ]
+    # a paq channel some trials lack is NaN in those; ROI coordinates are the first trial's
+    on_time = {name for part in parts for name, c in part.coords.items() if c.dims == ("time",)}
+    parts = [
+        part.assign_coords(
+            {
+                name: ("time", np.full(part.sizes["time"], np.nan))
+                for name in on_time - set(part.coords)
+            }
+        )
+        for part in parts
+    ]
     joined = xr.concat(
-        parts, dim="time", data_vars="minimal", coords="different", compat="equals", join="outer"
+        parts, dim="time", data_vars="minimal", coords="minimal", compat="override", join="outer"
     )
     joined.attrs = {k: v for k, v in first.attrs.items() if k != "trial"}
     joined.attrs["trials"] = list(trial_ids)
     return joined
+
+
+def trials_tsdframe(trials: Sequence[Any], layer: str | None) -> Any:
+    """Loaded trials of one experiment as one ``pynapple.TsdFrame`` (time in seconds, one column
+    per ROI, named by its stored ID; obs columns as metadata; the trials as its
+    ``time_support``, an IntervalSet with a ``trial`` column). The values stay the
+    store's lazy arrays (``load_array=False``): reading happens when pynapple indexes."""
+    try:
+        import pynapple as nap
+    except ImportError:
+        raise ImportError("to_pynapple needs pynapple: pip install 'zstore[pynapple]'") from None
+    import dask.array as da
+
+    if not trials:
+        raise ValueError("no trials to convert")
+    trial_ids = [t.trialID for t in trials]
+    first = trials[0].data
+    for trial in trials[1:]:
+        if not trial.data.obs_names.equals(first.obs_names):
+            raise ValueError(
+                f"trial {trial.trialID!r} has different ROIs from trial {trial_ids[0]!r}; "
+                f"convert trials of one ROI set"
+            )
+    times = [_times(t.data) for t in trials]
+    starts, ends = [], []
+    for trial, t in zip(trials, times, strict=True):
+        if len(t) == 0:
+            raise ValueError(f"trial {trial.trialID!r} has no frames")
+        step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+        starts.append(float(t[0]))
+        ends.append(float(t[-1]) + (step / 2 if step > 0 else 0.0))  # not the next start
+    everything = np.concatenate(times)
+    if not np.all(np.diff(everything) > 0):
+        raise ValueError(
+            f"the frame times of trials {list(trial_ids)} do not increase (each trial's var "
+            f"'time' restarts, or trials overlap): pynapple needs one time axis; convert "
+            f"one trial at a time, or store session time in var['time']"
+        )
+    matrices = [t.data.matrix(None if layer in (None, "X") else layer) for t in trials]
+    values = da.concatenate(matrices, axis=1).T if len(matrices) > 1 else matrices[0].T
+    support = nap.IntervalSet(start=starts, end=ends, metadata={"trial": list(trial_ids)})
+    columns = np.asarray(first.obs_names, dtype=str)
+    metadata = pd.DataFrame(
+        {str(c): _column(first.obs[c]) for c in first.obs.columns}, index=columns
+    )
+    return nap.TsdFrame(
+        t=everything,
+        d=values,
+        columns=columns,
+        time_support=support,
+        load_array=False,
+        metadata=metadata if len(metadata.columns) else None,
+    )
 
 
 def _layers(data: Any, layers: Sequence[str] | None, where: str) -> list[str]:
@@ -75,6 +146,8 @@ def _layers(data: Any, layers: Sequence[str] | None, where: str) -> list[str]:
         return list(data.layers)
     if isinstance(layers, str):
         layers = [layers]
+    if not isinstance(layers, Sequence) or not all(isinstance(n, str) for n in layers):
+        raise TypeError(f"{where}: layers must be a list of layer names, got {layers!r}")
     missing = [name for name in layers if name not in data.layers]
     if missing:
         raise KeyNotFoundError(
@@ -83,16 +156,23 @@ def _layers(data: Any, layers: Sequence[str] | None, where: str) -> list[str]:
     return list(layers)
 
 
-def _times(data: Any) -> np.ndarray:
-    """Session time of each frame (var ``time``); frame / fs, or the frame number, where
-    a trial has no times."""
+def frame_times(data: Any) -> tuple[np.ndarray, str]:
+    """Each frame's time and where it came from: ``"time"`` (var ``time``, session
+    seconds), ``"fs"`` (frame / uns fs, where var has no usable times) or ``"frames"``
+    (frame numbers: neither is known)."""
     if "time" in data.var.columns:
         time = pd.to_numeric(data.var["time"], errors="coerce").to_numpy(dtype=np.float64)
         if np.isfinite(time).all():
-            return time
-    fs = data.uns.get("fs")
+            return time, "time"
     frames = np.arange(data.n_vars, dtype=np.float64)
-    return frames / float(fs) if isinstance(fs, int | float) and fs > 0 else frames
+    fs = data.uns.get("fs")
+    if isinstance(fs, int | float) and not isinstance(fs, bool) and np.isfinite(fs) and fs > 0:
+        return frames / float(fs), "fs"
+    return frames, "frames"
+
+
+def _times(data: Any) -> np.ndarray:
+    return frame_times(data)[0]
 
 
 def _column(series: pd.Series) -> np.ndarray:
@@ -120,7 +200,6 @@ def _attrs(trial: Any) -> dict[str, Any]:
     fs = uns.get("fs")
     if isinstance(fs, int | float):
         attrs["fs"] = float(fs)
-    attrs["time_units"] = "s"
     for key in ("processing", "trial"):
         value = uns.get(key)
         if isinstance(value, dict):
