@@ -250,22 +250,36 @@ def _trials_of(source: Any, table: pd.DataFrame) -> dict[str, Any]:
                 f"its trials are {source.trialIDs}"
             )
         trials[tid] = source.load_trial(tid)
-    if missing.any():  # place each event in the trial whose session time holds it
-        spans = source.table()[["trial", "start_s", "duration_s"]]
+    if missing.any():  # place each event in the trial whose frames hold it
+        spans = _frame_spans(source, trials)
         for i in np.flatnonzero(missing.to_numpy()):
             t = table.at[i, "time"]
-            inside = spans[(spans["start_s"] <= t) & (t < spans["start_s"] + spans["duration_s"])]
-            if inside.empty:
+            inside = [tid for tid, (lo, hi) in spans.items() if lo <= t <= hi]
+            if not inside:
                 raise ValueError(
                     f"event at {t} s falls in no trial of experiment {source.expID!r} "
-                    f"(their session times are in exp.table(): start_s, duration_s); give "
-                    f"events as a DataFrame with a 'trial' column"
+                    f"(each trial's frames, half a frame either side: "
+                    f"{ {k: (round(a, 3), round(b, 3)) for k, (a, b) in list(spans.items())[:5]} }"
+                    f"); give events as a DataFrame with a 'trial' column"
                 )
-            tid = str(inside["trial"].iloc[0])
-            table.at[i, "trial"] = tid
-            if tid not in trials:
-                trials[tid] = source.load_trial(tid)
+            table.at[i, "trial"] = inside[0]
+            if inside[0] not in trials:
+                trials[inside[0]] = source.load_trial(inside[0])
     return trials
+
+
+def _frame_spans(exp: Any, loaded: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Each trial's first and last frame time, half a frame either side (loads every
+    trial's metadata: obs, var, uns)."""
+    spans = {}
+    for tid in exp.trialIDs:
+        trial = loaded.get(tid) or exp.load_trial(tid)
+        times, kind = frame_times(trial.data)
+        if kind == "frames" or len(times) == 0:
+            continue
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+        spans[tid] = (float(times[0]) - step / 2, float(times[-1]) + step / 2)
+    return spans
 
 
 def _checked_times(trial: Any) -> np.ndarray:

@@ -8,11 +8,14 @@ raster is downsampled lazily, so a 100k-frame trial draws from the store in seco
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import dask.array as da
 import numpy as np
+
+from .errors import emit_user_warning
 
 __all__ = ["plot_event_average", "plot_raster", "plot_rois", "plot_traces"]
 
@@ -243,7 +246,9 @@ def plot_event_average(
     n_events = int(windows.sizes["event"])
     ax = _axes(ax, (7, 4) if kind == "mean" else (7, max(3.0, min(12.0, 0.12 * len(names)))))
     if kind == "heatmap":
-        mean = np.asarray(windows.mean("event", skipna=True).values, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lags stay NaN
+            mean = np.asarray(windows.mean("event", skipna=True).values, dtype=np.float64)
         step = (lag[1] - lag[0]) if len(lag) > 1 else 1.0
         finite = np.abs(mean[np.isfinite(mean)])
         top = float(np.percentile(finite, 99)) if finite.size else 1.0
@@ -267,8 +272,16 @@ def plot_event_average(
         picked = windows.sel(roi=chosen)
         values = np.asarray(picked.values, dtype=np.float64)  # event, roi, lag
         count = np.sum(np.isfinite(values), axis=0)
-        mean = np.nanmean(values, axis=0)
-        sem = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(count, 1))
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lags: NaN, said below
+            mean = np.nanmean(values, axis=0)
+            sem = np.nanstd(values, axis=0, ddof=1) / np.sqrt(count)
+        sem[count < 2] = np.nan  # no spread from a single event
+        if not np.isfinite(mean).any():
+            emit_user_warning(
+                f"plot_event_average: every window of ROIs {chosen} is NaN (events at the "
+                f"trials' edges, or NaN traces); the plot is empty"
+            )
         for k, roi in enumerate(chosen):
             line = ax.plot(lag, mean[k], lw=1.2, label=f"ROI {roi}")[0]
             ax.fill_between(
@@ -280,7 +293,8 @@ def plot_event_average(
     ax.set_xlabel("time from event (s)")
     trials = sorted({str(t) for t in windows["trial"].values}) if "trial" in windows.coords else []
     where = f" in trial {trials[0]}" if len(trials) == 1 else f" in {len(trials)} trials"
-    ax.set_title(f"{what} around {n_events} events{where if trials else ''}")
+    noun = "event" if n_events == 1 else "events"
+    ax.set_title(f"{what} around {n_events} {noun}{where if trials else ''}")
     return ax
 
 

@@ -176,10 +176,12 @@ def _times(data: Any) -> np.ndarray:
 
 
 def _column(series: pd.Series) -> np.ndarray:
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return np.asarray(series.astype(str))
-    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-        return np.asarray(series.astype(str))
+    if (
+        isinstance(series.dtype, pd.CategoricalDtype)
+        or series.dtype == object
+        or pd.api.types.is_string_dtype(series.dtype)
+    ):  # text, with missing values kept missing (None), not the text 'nan'
+        return np.array([None if pd.isna(v) else str(v) for v in series], dtype=object)
     if pd.api.types.is_extension_array_dtype(series.dtype):  # nullable ints, booleans
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     return series.to_numpy()
