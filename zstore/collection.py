@@ -37,7 +37,13 @@ from .errors import (
 )
 from .experiment import MODES, Experiment, _check_version, _write_trials
 from .names import check_name
-from .opening import experiment_attributes, open_repo, plain_metadata, prepare
+from .opening import (
+    check_open_mode,
+    experiment_attributes,
+    open_repo,
+    plain_metadata,
+    prepare,
+)
 from .store import (
     COLLECTION_ENCODING,
     ENCODING_VERSION,
@@ -353,17 +359,9 @@ class Collection:
         ``{experiment ID: AnnotatedData of its ROIs x the trials' frames}`` (see
         :meth:`Experiment.concat`; experiments have different ROIs, so they are not
         joined). Reads metadata only."""
-        chosen = self.select(where)
-        if not chosen:
-            raise ValueError(
-                f"no trial of the collection at {self.location} matches where={where!r}"
-            )
-        by_exp: dict[str, list[str]] = {}
-        for exp_id, trial_id in chosen:
-            by_exp.setdefault(exp_id, []).append(trial_id)
         return {
             exp_id: self.open_experiment(exp_id, mode="r").concat(layer, trials=trial_ids)
-            for exp_id, trial_ids in by_exp.items()
+            for exp_id, trial_ids in self._by_experiment(where).items()
         }
 
     def to_xarray(
@@ -381,6 +379,15 @@ class Collection:
         >>> list(views), dict(views["RL109_2024-05-01_plane0"].sizes)
         (['RL109_2024-05-01_plane0', 'RL109_2024-05-02_plane0'], {'roi': 8, 'time': 100})
         """
+        return {
+            exp_id: self.open_experiment(exp_id, mode="r").to_xarray(layers, trials=trial_ids)
+            for exp_id, trial_ids in self._by_experiment(where).items()
+        }
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _by_experiment(self, where: str | None) -> dict[str, list[str]]:
+        """The trials ``where`` selects, grouped by experiment; none is an error."""
         chosen = self.select(where)
         if not chosen:
             raise ValueError(
@@ -389,12 +396,7 @@ class Collection:
         by_exp: dict[str, list[str]] = {}
         for exp_id, trial_id in chosen:
             by_exp.setdefault(exp_id, []).append(trial_id)
-        return {
-            exp_id: self.open_experiment(exp_id, mode="r").to_xarray(layers, trials=trial_ids)
-            for exp_id, trial_ids in by_exp.items()
-        }
-
-    # -- helpers ---------------------------------------------------------------------------
+        return by_exp
 
     def _require(self, exp_id: str) -> None:
         if exp_id not in self.experimentIDs:
@@ -532,12 +534,7 @@ def open_collection(
     >>> zs.open_collection(storage).experimentIDs
     []
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be 'r' (read) or 'r+' (read and write), got {mode!r}")
-    if version is not None and mode != "r":
-        raise ValueError(
-            f"an earlier version opens read-only: pass mode='r' with version={version!r}"
-        )
+    check_open_mode(mode, version)
     place = resolve(store, storage_options=storage_options)
     repo = open_repo(place, writable=mode == "r+", what="collection")
     return Collection(repo, mode=mode, session=repo.session(version), pinned=version is not None)

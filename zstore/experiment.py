@@ -450,18 +450,7 @@ class Experiment:
         """
         from .views import trials_dataset
 
-        if trials is not None and where is not None:
-            raise TypeError("pass trials= or where=, not both")
-        if isinstance(trials, str):
-            trials = [trials]
-        ids = (
-            list(trials)
-            if trials is not None
-            else self.table(where)["trial"].tolist()
-            if where is not None
-            else self.trialIDs
-        )
-        return trials_dataset(self, ids, layers)
+        return trials_dataset(self, self._selected(trials, where), layers)
 
     def to_pynapple(
         self,
@@ -475,21 +464,32 @@ class Experiment:
         obs columns as metadata, the trials as its ``time_support`` (an IntervalSet with
         a ``trial`` column). Needs ``pip install 'zstore[pynapple]'``; the trials' times
         must increase from one trial to the next (ingested trials' session time does).
+
+        Examples
+        --------
+        >>> import icechunk, numpy as np, pandas as pd, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
+        >>> for k, tid in enumerate(["t-005", "t-006"]):
+        ...     var = pd.DataFrame({"time": k + np.arange(10) / 10}, index=list("abcdefghij"))
+        ...     _ = exp.add_trial(tid, zs.AnnotatedData(np.ones((4, 10), "float32"), var=var))
+        >>> tsd = exp.to_pynapple(layer=None)
+        >>> tsd.shape, len(tsd.time_support)
+        ((20, 4), 2)
         """
         from .views import trials_tsdframe
 
+        ids = self._selected(trials, where)
+        return trials_tsdframe([self.load_trial(tid) for tid in ids], layer)
+
+    def _selected(self, trials: Sequence[str] | None, where: str | None) -> list[str]:
+        """The trials named, those ``where`` selects on :meth:`table`, or all."""
         if trials is not None and where is not None:
             raise TypeError("pass trials= or where=, not both")
         if isinstance(trials, str):
             trials = [trials]
-        ids = (
-            list(trials)
-            if trials is not None
-            else self.table(where)["trial"].tolist()
-            if where is not None
-            else self.trialIDs
-        )
-        return trials_tsdframe([self.load_trial(tid) for tid in ids], layer)
+        if trials is not None:
+            return list(trials)
+        return self.table(where)["trial"].tolist() if where is not None else self.trialIDs
 
     def _require_writable(self, action: str) -> None:
         if self.mode == "r":
@@ -554,7 +554,17 @@ class Trial:
     def to_pynapple(self, layer: str | None = "dFF") -> Any:
         """The trial as a lazy ``pynapple.TsdFrame`` (see :meth:`Experiment.to_pynapple`):
         time in seconds, a column per ROI named by its stored ID, obs columns as
-        metadata, the trial as its ``time_support``. Needs ``zstore[pynapple]``."""
+        metadata, the trial as its ``time_support``. Needs ``zstore[pynapple]``.
+
+        Examples
+        --------
+        >>> import icechunk, numpy as np, zstore as zs
+        >>> exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="RL109")
+        >>> trial = exp.add_trial("t-005", zs.AnnotatedData(np.ones((4, 10), "float32")))
+        >>> trial.data.uns["fs"] = 10.0  # no var 'time': frame / fs
+        >>> trial.to_pynapple(layer=None).columns.tolist()
+        ['0', '1', '2', '3']
+        """
         from .views import trials_tsdframe
 
         return trials_tsdframe([self], layer)

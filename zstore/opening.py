@@ -39,6 +39,7 @@ from .store import (
 from .transaction import Repo
 
 __all__ = [
+    "check_open_mode",
     "create_experiment",
     "create_with_trials",
     "experiment_attributes",
@@ -285,6 +286,16 @@ def create_with_trials(
     return Experiment(repo, mode="r+", session=repo.session(txn.snapshot))
 
 
+def check_open_mode(mode: str, version: object) -> None:
+    """``mode`` is "r" or "r+", and an earlier ``version`` opens read-only."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'r' (read) or 'r+' (read and write), got {mode!r}")
+    if version is not None and mode != "r":
+        raise ValueError(
+            f"an earlier version opens read-only: pass mode='r' with version={version!r}"
+        )
+
+
 def open_experiment(
     store: StoreLike,
     *,
@@ -305,12 +316,7 @@ def open_experiment(
     >>> zs.open_experiment(storage).expID
     'RL109'
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be 'r' (read) or 'r+' (read and write), got {mode!r}")
-    if version is not None and mode != "r":
-        raise ValueError(
-            f"an earlier version opens read-only: pass mode='r' with version={version!r}"
-        )
+    check_open_mode(mode, version)
     place = resolve(store, storage_options=storage_options)
     repo = open_repo(place, writable=mode == "r+")
     return Experiment(repo, mode=mode, session=repo.session(version), pinned=version is not None)
