@@ -24,6 +24,7 @@ from .errors import (
     UnsafeOverwriteError,
 )
 from .experiment import MODES, Experiment, _write_trials
+from .images import IMAGES
 from .names import check_name
 from .store import (
     COLLECTION_ENCODING,
@@ -277,9 +278,12 @@ def create_with_trials(
     meta = experiment_attributes(exp_id, config, metadata)
     with repo.transaction(message or f"create experiment {exp_id!r}") as txn:
         txn.root.attrs["zstore"] = meta
-        if TRIALS in txn.root:
-            del txn.root[TRIALS]
+        for old in (TRIALS, IMAGES):  # the replaced experiment's trials and images
+            if old in txn.root:
+                del txn.root[old]
         txn.root.create_group(TRIALS)
+        # made now, so that concurrent writers of the first images do not both create it
+        txn.root.create_group(IMAGES)
         txn.note("/")
         _write_trials(txn, trials, config, False, exp_id, progress, per_trial_progress=True)
     assert txn.snapshot is not None

@@ -64,13 +64,15 @@ from .errors import (
 from .leases import SKEW, Leases
 from .store import EXPERIMENTS, LOCKS, TRIALS, Place
 
-__all__ = ["Commit", "GarbageReport", "Repo", "Transaction", "VersionProbe"]
+__all__ = ["Commit", "GarbageReport", "Guard", "Repo", "Transaction", "VersionProbe"]
 
 logger = logging.getLogger(__name__)
 BRANCH = "main"
 #: How long a writer waits for another process's commit on a local disk (commits take
 #: milliseconds; a holder this slow is stuck).
 COMMIT_LOCK_TIMEOUT = 600.0
+Guard = Callable[[ic.Session], "str | None"]
+"""Says why a write must not commit onto a version (None: it may); see Repo.transaction."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +228,10 @@ class Repo:
         commit lock just before the commit; on object stores, where there is no lock,
         also just after, and a write that raced past it is undone by a second commit.
 
+        ``txn.before_commit`` hooks run just before the commit (under the lock) and, on
+        object stores, ``txn.after_commit`` hooks just after it (follow-up commits that
+        repair what raced past the checks: zstore.images).
+
         Raises :class:`~zstore.errors.TrialChangedError` (nothing committed) when another
         writer committed a change to the same nodes since the transaction began.
         """
@@ -244,11 +250,16 @@ class Repo:
             if not txn.changes:
                 return
             txn.finish()
-            metadata = {"zstore": {"changes": list(txn.changes), "zstore_version": __version__}}
             self._flush()  # the new chunks reach the disk before a version refers to them
             lease.check()
             with self._commit_lock(), _compat.quiet_icechunk("icechunk::session"):
                 self._check_guard(guard, message)
+                if txn.before_commit:  # under the lock: the tip cannot move meanwhile
+                    tip = self.session()
+                    for hook in txn.before_commit:
+                        hook(tip)
+                changes = list(txn.changes)  # with what the hooks changed
+                metadata = {"zstore": {"changes": changes, "zstore_version": __version__}}
                 try:
                     txn.snapshot = session.commit(
                         message, metadata=metadata, rebase_with=ic.ConflictDetector()
@@ -269,8 +280,11 @@ class Repo:
                         f"be rebased; nothing was saved: run it again"
                     ) from None
                 self._flush()  # a commit that returned is on disk
-            if guard is not None and self.place.local is None:
-                self._undo_if_raced(guard, message, txn)
+            if self.place.local is None:  # no commit lock: check what raced past the checks
+                if guard is not None:
+                    self._undo_if_raced(guard, message, txn)
+                for after in txn.after_commit:
+                    after(self, guard)
 
     def _check_guard(self, guard: Callable[[ic.Session], str | None] | None, message: str) -> None:
         if guard is None:
@@ -412,6 +426,15 @@ class Transaction:
         self.root = zarr.open_group(self.store, path=self.prefix, mode="a", zarr_format=3)
         self.merged: list[Any] = []
         self.changes: list[str] = []
+        #: Called with a read-only session of the newest version just before the commit
+        #: (under the commit lock on local disks): to fit this write to commits made
+        #: since it began (zstore.images: shared images written by two writers).
+        self.before_commit: list[Callable[[ic.Session], None]] = []
+        #: Called with the Repo and the write's guard after the commit, on object stores
+        #: only (no commit lock, so a before_commit check can race another writer's
+        #: commit): to repair what the race broke in a follow-up commit (zstore.images),
+        #: which then becomes ``snapshot``, the version the write's caller moves to.
+        self.after_commit: list[Callable[[Repo, Guard | None], None]] = []
         self.snapshot: str | None = None
 
     @contextlib.contextmanager

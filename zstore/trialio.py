@@ -44,9 +44,10 @@ from .errors import (
     NotAnExperimentError,
     TrialChangedError,
 )
+from .images import check_readable, join_images, split_images
 from .names import check_name
 from .processing.provenance import describe, provenance_of
-from .ragged import RaggedArray, is_ragged_group, read_ragged, write_ragged
+from .ragged import RaggedArray, as_ragged, is_ragged_group, read_ragged, write_ragged
 from .storable import prepare
 from .store import ENCODING_VERSION, TRIAL_ENCODING
 
@@ -68,6 +69,10 @@ DICT_ENCODING = {"encoding-type": "dict", "encoding-version": "0.1.0"}
 
 WriteArrays = Callable[[Sequence[Any], Sequence[zarr.Array], "Progress | None"], None]
 """Streams ``sources[i]`` into ``targets[i]`` whole shards at a time."""
+PutImage = Callable[[str, np.ndarray], str]
+"""Stores one summary image in the experiment and returns its path (zstore.images)."""
+GetImage = Callable[[str, str], np.ndarray]
+"""Reads the summary image at a path of the experiment (zstore.images)."""
 
 
 @contextmanager
@@ -108,7 +113,8 @@ def trial_attributes(
 
 def trial_summary(adata: ad.AnnData) -> dict[str, Any]:
     """What a collection's table shows of a trial, kept in the trial group's attributes
-    (so a table of thousands of trials reads no chunk): shape, fs, session time, layers."""
+    (so a table of thousands of trials reads no chunk): shape, fs, session time, layers,
+    the number of cells (obs ``iscell``) and the scalar fields of ``uns["processing"]``."""
     n_rois, n_frames = (int(n) for n in adata.shape)
     fs = _finite(adata.uns.get("fs"))
     start = duration = None
@@ -121,7 +127,7 @@ def trial_summary(adata: ad.AnnData) -> dict[str, Any]:
             duration = (float(time[-1]) - start) * n_frames / (n_frames - 1)
     elif fs:
         duration = n_frames / fs
-    return {
+    summary: dict[str, Any] = {
         "n_rois": n_rois,
         "n_frames": n_frames,
         "fs": fs,
@@ -129,6 +135,30 @@ def trial_summary(adata: ad.AnnData) -> dict[str, Any]:
         "duration_s": duration,
         "layers": sorted(str(k) for k in adata.layers),
     }
+    # `zstore info` shows these without reading uns or obs chunks
+    if "iscell" in adata.obs.columns:
+        iscell = pd.to_numeric(adata.obs["iscell"], errors="coerce").to_numpy(dtype=float)
+        summary["n_cells"] = int(np.sum(iscell == 1))
+    records = adata.uns.get("processing")
+    summary["processing"] = {
+        str(name): _scalar_fields(record)
+        for name, record in (records.items() if isinstance(records, Mapping) else ())
+        if isinstance(record, Mapping)
+    }
+    return summary
+
+
+def _scalar_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON scalars of a processing record (arrays such as ROI names left out)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not np.isfinite(value):
+            continue
+        if value is None or isinstance(value, str | bool | int | float):
+            out[str(key)] = value
+    return out
 
 
 def _finite(value: Any) -> float | None:
@@ -157,11 +187,14 @@ def write_trial(
     write_arrays: WriteArrays,
     provenance: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    images: PutImage | None = None,
 ) -> None:
     """Write every element of ``adata`` into the empty trial ``group``.
 
     Small elements first, so that one that cannot be stored (an uns value anndata
     cannot write, a bad name) fails before gigabytes of matrices are streamed.
+    ``images``: where the summary images of uns go (once per experiment; the trial's
+    uns then refers to them); None keeps them in uns (a self-contained export).
     """
     check_names(adata)
     X = adata.X
@@ -179,7 +212,7 @@ def write_trial(
     with _anndata_writes():
         _write(group, "obs", adata.obs)
         _write(group, "var", adata.var)
-        _write(group, "uns", dict(adata.uns))
+        _write(group, "uns", _stored_uns(adata, images))
         for attr in ALIGNED:
             node = _dict_group(group, attr)
             for key, value in getattr(adata, attr).items():
@@ -193,6 +226,14 @@ def write_trial(
     meta["summary"] = trial_summary(adata)
     group.attrs["zstore"] = meta
     name_dimensions(group)
+
+
+def _stored_uns(adata: ad.AnnData, images: PutImage | None) -> dict[str, Any]:
+    uns = dict(adata.uns)
+    if images is None:  # the images themselves (an export): a damaged one is an error
+        check_readable(uns)
+        return uns
+    return split_images(uns, images)
 
 
 def _report_nan_rows(label: str, arrays: Mapping[str, Any]) -> None:
@@ -233,8 +274,11 @@ def _dict_group(group: zarr.Group, name: str) -> zarr.Group:
 
 
 def _write_aligned(node: zarr.Group, key: str, value: Any) -> None:
-    if isinstance(value, RaggedArray):
-        write_ragged(node, key, value, compressors=CHECKSUMMED["compressors"])
+    # a plain awkward list of numbers (a to_memory() result's masks) is stored as
+    # zstore's own: chunked so that a few ROIs read lazily
+    ragged = as_ragged(value)
+    if ragged is not None:
+        write_ragged(node, key, ragged, compressors=CHECKSUMMED["compressors"])
     elif isinstance(value, da.Array):
         _write(node, key, value.compute())
     else:
@@ -309,6 +353,7 @@ def apply_changes(
     *,
     write_arrays: WriteArrays,
     progress: Progress | None = None,
+    images: PutImage | None = None,
 ) -> None:
     """Write ``changes`` (from :func:`zstore.changes.diff`) into the trial ``group``.
 
@@ -335,7 +380,7 @@ def apply_changes(
             if key in changes.written:
                 _write(group, key, getattr(adata, key))
         if "uns" in changes.written:
-            _write(group, "uns", dict(adata.uns))
+            _write(group, "uns", _stored_uns(adata, images))
         for path in changes.removed:
             attr, _, key = path.partition("/")
             del group[attr][key]  # type: ignore[union-attr]
@@ -380,6 +425,7 @@ def read_trial(
     explain: Callable[[], str] | None = None,
     elsewhere: Mapping[str, Any] | None = None,
     missing_reads_as_zeros: bool = False,
+    images: GetImage | None = None,
 ) -> tuple[AnnotatedData, StoredState]:
     """A lazy AnnotatedData over a trial group: reads obs, var and uns only.
 
@@ -387,7 +433,9 @@ def read_trial(
     it, so a save can tell which of them are still what was stored. ``elsewhere`` maps
     element paths ("obs", "obsm/ypix") to nodes to read them from instead.
     ``missing_reads_as_zeros``: what zstore 0.1 showed for a shard it did not store
-    (for migrating those stores; zstore's own reads make it an error).
+    (for migrating those stores; zstore's own reads make it an error). ``images``
+    reads the summary images uns refers to (they are put back in uns); None leaves
+    the references.
     """
     moved = dict(elsewhere or {})
 
@@ -427,6 +475,8 @@ def read_trial(
         var = read_elem(node("var"))
     with read_errors_of(label, "uns", explain):
         uns = read_elem(node("uns")) if "uns" in group or "uns" in moved else {}
+    if images is not None:
+        uns = join_images(uns, images, label=label)
     eager: dict[str, dict[str, Any]] = {}
     lazy_ragged: dict[str, dict[str, RaggedArray]] = {}
     for attr in ALIGNED:

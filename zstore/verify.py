@@ -17,10 +17,13 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import zarr
+from anndata.io import read_elem
 
 from ._compat import is_storage_error, list_keys, short_message
 from .errors import MissingChunkError
 from .experiment import Experiment
+from .images import IMAGES, REFS, image_name, image_refs, is_image_array, read_image
+from .progress import ProgressOption, reporting
 from .shards import ShardFormat, ShardReader
 from .store import TRIAL_ENCODING, TRIALS
 
@@ -35,8 +38,13 @@ class Damage:
     array: str
     chunk: tuple[int, ...]
     error: str
+    #: A summary image (``array`` is ``images/<hash>``, ``trial`` empty): the trials
+    #: that use it, each with the uns key it fills (``"t-005 suite2p/meanImg"``).
+    used_by: tuple[str, ...] = ()
 
     def __str__(self) -> str:
+        if self.used_by:
+            return f"image {self.array} (used by {', '.join(self.used_by)}): {self.error}"
         where = f"trial {self.trial!r}"
         if self.array:
             where += f" {self.array}"
@@ -46,9 +54,13 @@ class Damage:
 
 
 def verify_experiment(
-    exp: Experiment, *, progress: Callable[[str, int, int], None] | None = None
+    exp: Experiment, *, progress: ProgressOption | Callable[[str, int, int], None] = None
 ) -> list[Damage]:
     """Check every trial of ``exp`` (at its version); return what is damaged ([]: none).
+
+    ``progress``: ``True`` shows a bar over the arrays of every trial, ``False``
+    nothing, ``None`` (default) a bar in interactive sessions only; a callable is
+    called with ``(trial_id, arrays_done, arrays_total)``.
 
     Examples
     --------
@@ -60,22 +72,28 @@ def verify_experiment(
     []
     """
     damage: list[Damage] = []
-    for trial_id in exp.trialIDs:
-        group = exp.open_zarr(f"{TRIALS}/{trial_id}")
-        damage += _check_metadata(trial_id, group)
-        arrays = [
-            (path, cast(zarr.Array, node))
-            for path, node in group.members(max_depth=None)
-            if isinstance(node, zarr.Array)
-        ]
-        for k, (path, array) in enumerate(arrays):
-            try:
-                damage += _verify_array(trial_id, path, array)
-            except Exception as err:  # the array's manifest itself cannot be read
-                damage.append(Damage(trial_id, path, (), f"unreadable: {_reason(err)}"))
-            if progress is not None:
-                progress(trial_id, k + 1, len(arrays))
-    return damage
+    uses: dict[str, list[str]] = {}  # summary image -> the trials using it (checked once)
+    ids = exp.trialIDs
+    with reporting(progress, desc=f"verify {exp.expID}", parts=len(ids), unit="array") as report:
+        for trial_id in ids:
+            group = exp.open_zarr(f"{TRIALS}/{trial_id}")
+            damage += _check_metadata(trial_id, group)
+            damage += _image_uses(trial_id, group, uses)
+            arrays = [
+                (path, cast(zarr.Array, node))
+                for path, node in group.members(max_depth=None)
+                if isinstance(node, zarr.Array)
+            ]
+            if report is not None:
+                report(trial_id, 0, len(arrays))
+            for k, (path, array) in enumerate(arrays):
+                try:
+                    damage += _verify_array(trial_id, path, array)
+                except Exception as err:  # the array's manifest itself cannot be read
+                    damage.append(Damage(trial_id, path, (), f"unreadable: {_reason(err)}"))
+                if report is not None:
+                    report(trial_id, k + 1, len(arrays))
+    return damage + _check_images(exp.open_zarr(""), uses)
 
 
 def _check_metadata(trial_id: str, group: zarr.Group) -> list[Damage]:
@@ -87,6 +105,52 @@ def _check_metadata(trial_id: str, group: zarr.Group) -> list[Damage]:
         if element not in group:
             problems.append(f"{element} is missing")
     return [Damage(trial_id, "", (), f"metadata: {p}") for p in problems]
+
+
+def _image_uses(trial_id: str, group: zarr.Group, uses: dict[str, list[str]]) -> list[Damage]:
+    """Adds the summary images the trial's uns refers to to ``uses``."""
+    node = group.get(f"uns/{REFS}")
+    if not isinstance(node, zarr.Group):
+        return []
+    try:
+        refs = image_refs({REFS: read_elem(node)})
+    except Exception as err:  # the references themselves cannot be read
+        return [Damage(trial_id, f"uns/{REFS}", (), f"unreadable: {_reason(err)}")]
+    for key, path in refs.items():
+        uses.setdefault(path, []).append(f"trial {trial_id!r} {key}")
+    return []
+
+
+def _check_images(root: zarr.Group, uses: dict[str, list[str]]) -> list[Damage]:
+    """Each summary image once: it exists, reads back whole (checksums) and its content
+    still has the hash it is named by; the trials using it are named with it."""
+    found = []
+    images = root.get(IMAGES)
+    names = sorted(images.array_keys()) if isinstance(images, zarr.Group) else []
+    paths = sorted(set(uses) | {f"{IMAGES}/{n}" for n in names})
+    for path in paths:
+        users = tuple(uses.get(path, ())) or ("no trial",)
+        node = root.get(path) if path.startswith(f"{IMAGES}/") else None
+        if not isinstance(node, zarr.Array):
+            found.append(Damage("", path, (), "the image is not in the experiment", users))
+            continue
+        try:
+            image = read_image(node)
+        except Exception as err:
+            found.append(Damage("", path, (), f"unreadable: {_reason(err)}", users))
+            continue
+        if is_image_array(node) and image_name(image) != path.removeprefix(f"{IMAGES}/"):
+            found.append(
+                Damage(
+                    "",
+                    path,
+                    (),
+                    "its content no longer matches its name (the hash of what was written): "
+                    "it was changed after writing",
+                    users,
+                )
+            )
+    return found
 
 
 def _verify_array(trial_id: str, path: str, array: zarr.Array) -> list[Damage]:
