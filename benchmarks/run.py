@@ -216,6 +216,25 @@ def compare_events(d: Path) -> str:
     return report.events_table(results)
 
 
+NWB_COMPRESSIONS = ("gzip", "lzf", "none")
+
+
+def compare_nwb(d: Path) -> str:
+    """NWB export of one stored trial of 1.64 GB, with each HDF5 filter, each in its own
+    process: time and peak RSS."""
+    made = run_step("events_trial", d, "small")
+    print(f"  events_trial {json.dumps(made)[:120]}", flush=True)
+    results = []
+    for compression in NWB_COMPRESSIONS:
+        env = {"ZSTORE_BENCH_NWB_COMPRESSION": compression}
+        result = run_step("zstore_export_nwb", d, "small", env=env)
+        print(f"  export_nwb {compression}: {json.dumps(result)[:160]}", flush=True)
+        if "error" in result:
+            sys.exit(f"the NWB benchmark failed ({compression}): {result['error']}")
+        results.append(result)
+    return report.nwb_table(results)
+
+
 COLLECTION_SIZES = (20, 200)
 
 
@@ -266,6 +285,7 @@ def main(
     collection: bool = False,
     chunk_shapes: bool = False,
     events: bool = False,
+    nwb: bool = False,
 ) -> None:
     """What ``scripts/bench`` does with its options (see benchmarks.__main__)."""
     if s3_against or s3_pipelines:
@@ -273,6 +293,11 @@ def main(
         return
     if compare:
         _emit(compare_storage(), out)
+        return
+    if nwb:
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as work:
+            _emit(compare_nwb(Path(work)), out)
         return
     if events:
         scratch.mkdir(parents=True, exist_ok=True)

@@ -474,6 +474,40 @@ def numpy_event_windows(d: Path, n_rois: int, n_frames: int, n_trials: int) -> R
     return {"seconds": seconds, "shape": list(mean.shape), "bytes": N_EVENTS * 4096 * 91 * 4}
 
 
+# -- NWB export (--nwb) -------------------------------------------------------------------
+
+
+def zstore_export_nwb(d: Path, n_rois: int, n_frames: int, n_trials: int) -> Result:
+    """The stored trial of events_trial (4096 x 100000 float32, 1.64 GB) exported to NWB
+    by zs.export_nwb, streaming; ZSTORE_BENCH_NWB_COMPRESSION picks the HDF5 filter."""
+    import os
+
+    import zstore as zs
+    from zstore.nwb import export_nwb
+
+    compression = os.environ.get("ZSTORE_BENCH_NWB_COMPRESSION", "gzip")
+    exp = zs.open_experiment(d / "events.zarr")
+    out = d / f"export-{compression}.nwb"
+    t = time.perf_counter()
+    export_nwb(
+        exp,
+        out,
+        session_start_time="2026-05-01T10:00:00+00:00",
+        compression=None if compression == "none" else compression,
+        progress=False,
+    )
+    seconds = time.perf_counter() - t
+    size = out.stat().st_size
+    out.unlink()
+    rois, frames = EVENTS_TRIAL
+    return {
+        "seconds": seconds,
+        "bytes": rois * frames * 4,
+        "file_bytes": size,
+        "compression": compression,
+    }
+
+
 # -- collections (--collection) ---------------------------------------------------------------
 
 COLLECTION_TRIALS = 5
@@ -663,6 +697,8 @@ STEPS: dict[str, Step] = {
     "events_trial": events_trial,
     "zstore_event_windows": zstore_event_windows,
     "numpy_event_windows": numpy_event_windows,
+    # Run only by --nwb (after events_trial).
+    "zstore_export_nwb": zstore_export_nwb,
     # Run only by --chunk-shapes.
     "chunk_shape_run": chunk_shape_run,
     "chunk_shape": chunk_shape,

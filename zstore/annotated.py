@@ -7,17 +7,23 @@ be dask arrays over Zarr.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import awkward as ak
+import dask.array as da
 import numpy as np
 import pandas as pd
 
 from .errors import InvalidNameError, KeyNotFoundError
 from .names import check_name
 
-__all__ = ["ALIGNED", "AnnotatedData"]
+__all__ = ["ALIGNED", "AnnotatedData", "plain_anndata"]
 
 #: anndata's aligned mappings besides layers: entries stored one by one.
 ALIGNED = ("obsm", "varm", "obsp", "varp")
@@ -84,7 +90,62 @@ class AnnotatedData(ad.AnnData):
         return _as_annotated(super().copy(filename))
 
     def to_memory(self, copy: bool = False) -> AnnotatedData:
-        return _as_annotated(super().to_memory(copy=copy))
+        """Everything read into memory: X and layers as numpy arrays, pixel masks as
+        plain ``awkward`` arrays (anndata's own type), so that ``write_h5ad`` and
+        ``write_zarr`` (and any tool that knows anndata) take the result.
+
+        Examples
+        --------
+        >>> import numpy as np, zstore as zs
+        >>> from zstore.ragged import RaggedArray
+        >>> adata = zs.AnnotatedData(np.ones((2, 3), dtype="float32"))
+        >>> adata.obsm["ypix"] = RaggedArray.from_arrays([[1, 2], [3]], dtype="int16")
+        >>> type(adata.to_memory().obsm["ypix"]).__name__
+        'Array'
+        """
+        from .images import check_readable
+
+        check_readable(self.uns)  # a damaged summary image: its error, naming it
+        out = _as_annotated(super().to_memory(copy=copy))
+        for attr in ALIGNED:
+            mapping = getattr(out, attr)
+            for key, value in list(mapping.items()):
+                plain = _plain_aligned(value)
+                if plain is not value:
+                    mapping[key] = plain
+        return out
+
+    def write_h5ad(self, filename: Any = None, **kwargs: Any) -> None:
+        """Write an ``.h5ad`` that plain anndata reads (see :func:`plain_anndata`).
+
+        Takes :meth:`anndata.AnnData.write_h5ad`'s arguments. Lazy X and layers are
+        written block by block (unsaved ones, such as ``zs.normalize_dff``'s, computed as
+        they are written); the masks are read (they are small). As anndata's, it
+        replaces an existing file; a write that fails removes the file it created. Unlike anndata's,
+        this does not turn this object's text columns into categoricals: the file's are.
+        """
+        if filename is None:
+            filename = self.filename
+        with _cleaning_up(filename):
+            plain_anndata(self).write_h5ad(filename, **kwargs)
+        _report_nan_rows(self)
+
+    write = write_h5ad
+
+    def write_zarr(self, store: Any, **kwargs: Any) -> None:
+        """Write a plain anndata Zarr store (see :func:`plain_anndata`); takes
+        :meth:`anndata.AnnData.write_zarr`'s arguments. Lazy layers are computed block
+        by block as they are written; a write that fails removes the store it created.
+
+        Examples
+        --------
+        >>> import anndata, numpy as np, tempfile, zstore as zs
+        >>> adata = zs.AnnotatedData(np.ones((2, 3), dtype="float32"))
+        >>> adata.write_zarr(tempfile.mkdtemp() + "/a.zarr")
+        """
+        with _cleaning_up(store):
+            plain_anndata(self).write_zarr(store, **kwargs)
+        _report_nan_rows(self)
 
     def matrix(self, layer: str | None = None) -> Any:
         """X (``layer=None``) or the layer ``layer``: the ROIs x frames matrix to use.
@@ -209,6 +270,96 @@ class AnnotatedData(ad.AnnData):
         False
         """
         _drop(self.var, var_name, verb="del_var", axis="var")
+
+
+def plain_anndata(adata: ad.AnnData) -> ad.AnnData:
+    """An :class:`anndata.AnnData` (exactly that class) holding ``adata``'s elements, for
+    anndata's writers, which dispatch on exact types.
+
+    X and layers are the same arrays (a lazy matrix stays lazy, nothing is copied; a
+    zstore processing result, a dask subclass anndata does not know, becomes the plain
+    dask array it is);
+    obs and var are copies (anndata's writers turn their text columns into categoricals
+    in place); lazy or subclassed awkward arrays (pixel masks) become plain awkward
+    arrays, read now. ``uns`` is a shallow copy.
+
+    Examples
+    --------
+    >>> import numpy as np, zstore as zs
+    >>> adata = zs.AnnotatedData(np.ones((2, 3), dtype="float32"))
+    >>> plain = plain_anndata(adata)
+    >>> type(plain).__name__, plain.X is adata.X
+    ('AnnData', True)
+    """
+    from .images import check_readable
+
+    check_readable(adata.uns)  # a damaged summary image: its error, naming it
+    aligned = {
+        attr: {key: _plain_aligned(value) for key, value in getattr(adata, attr).items()}
+        for attr in ALIGNED
+    }
+    return ad.AnnData(
+        X=_plain_matrix(adata.X),
+        obs=adata.obs.copy(),
+        var=adata.var.copy(),
+        uns=dict(adata.uns),
+        layers={name: _plain_matrix(value) for name, value in adata.layers.items()},
+        **aligned,
+    )
+
+
+def _plain_matrix(value: Any) -> Any:
+    """A dask array of a subclass (zstore's Derived) as a plain ``dask.array.Array``:
+    anndata's writers dispatch on exact types."""
+    if isinstance(value, da.Array) and type(value) is not da.Array:
+        return da.Array(value.dask, value.name, value.chunks, meta=value._meta)
+    return value
+
+
+def _report_nan_rows(adata: ad.AnnData) -> None:
+    """The all-NaN rows that writing unsaved dF/F layers found: one warning each."""
+    for name, value in adata.layers.items():
+        nan_rows = getattr(value, "nan_rows", None)
+        if nan_rows is not None and isinstance(value, da.Array):
+            nan_rows.warn(f"layer {name!r}: ")
+
+
+@contextlib.contextmanager
+def _cleaning_up(where: Any) -> Iterator[None]:
+    """Remove a file or folder that a failed write created (not one that was there)."""
+    path = Path(where) if isinstance(where, str | os.PathLike) else None
+    existed = path is None or os.path.lexists(path)
+    try:
+        yield
+    except BaseException:
+        if not existed and path is not None:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+
+
+#: The parameters anndata (checked: 0.12.19) gives the awkward arrays of a view, so that
+#: they copy on write; a copy is a plain array without them.
+_VIEW_PARAMETERS = ("_view_args", "__list__")
+
+
+def _plain_aligned(value: Any) -> Any:
+    """A subclass of ``awkward.Array`` (zstore's lazy RaggedArray) or an anndata view of
+    one as a plain ``awkward.Array``; anything else as it is."""
+    if not isinstance(value, ak.Array):
+        return value
+    to_awkward = getattr(value, "to_awkward", None)
+    if callable(to_awkward):
+        return to_awkward()
+    viewed = [p for p in _VIEW_PARAMETERS if ak.parameters(value).get(p) is not None]
+    if type(value) is ak.Array and not viewed:
+        return value
+    plain = ak.Array(ak.to_packed(value).layout)
+    for name in viewed:
+        plain = ak.with_parameter(plain, name, None)
+    return ak.Array(plain.layout)
 
 
 def _as_annotated(adata: ad.AnnData) -> AnnotatedData:

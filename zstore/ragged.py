@@ -18,7 +18,7 @@ import zarr
 
 from . import _compat
 
-__all__ = ["RaggedArray", "is_ragged_group", "read_ragged", "write_ragged"]
+__all__ = ["RaggedArray", "as_ragged", "is_ragged_group", "read_ragged", "write_ragged"]
 
 AWKWARD_ENCODING = {"encoding-type": "awkward-array", "encoding-version": "0.1.0"}
 _OFFSETS_KEY = "node0-offsets"
@@ -58,6 +58,7 @@ class RaggedArray(ak.Array):
         origin: str | None = None,
     ):
         _compat.let_anndata_view(type(self))
+        _compat.quiet_awkward_notice()  # zstore chose awkward for the masks, not the user
         self._origin = origin if rows is None else None
         self._offsets_source = offsets
         self._offsets: np.ndarray | None = offsets if isinstance(offsets, np.ndarray) else None
@@ -189,6 +190,26 @@ class RaggedArray(ak.Array):
         data = np.concatenate(parts) if parts else np.empty(0, dtype=self._dtype)
         return offsets, data.astype(self._dtype, copy=False)
 
+    def to_awkward(self) -> ak.Array:
+        """A plain ``awkward.Array`` (``n * var * dtype``) of the selected ROIs, read now.
+
+        What anndata's own writers and readers know: ``write_h5ad``, ``write_zarr`` and
+        ``anndata.io.write_elem`` store it in anndata's awkward encoding.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from zstore.ragged import RaggedArray
+        >>> ypix = RaggedArray.from_arrays([np.array([3, 4]), np.array([7])], dtype="int16")
+        >>> plain = ypix.to_awkward()
+        >>> type(plain).__name__, str(plain.type), plain.tolist()
+        ('Array', '2 * var * int16', [[3, 4], [7]])
+        """
+        offsets, data = self.buffers()
+        return ak.Array(
+            ak.contents.ListOffsetArray(ak.index.Index64(offsets), ak.contents.NumpyArray(data))
+        )
+
     def _selected(self) -> np.ndarray:
         return self._rows if self._rows is not None else np.arange(len(self))
 
@@ -270,6 +291,40 @@ def write_ragged(
         )
         if len(values):
             arr[:] = values
+
+
+def as_ragged(value: Any) -> RaggedArray | None:
+    """``value`` as a RaggedArray when it is one per-ROI list of numbers: a RaggedArray,
+    or a plain awkward array of type ``n * var * number`` (what ``to_memory()``, anndata's
+    readers and ``RaggedArray.to_awkward`` give); None for anything else.
+
+    Examples
+    --------
+    >>> import awkward as ak, numpy as np
+    >>> from zstore.ragged import as_ragged
+    >>> as_ragged(ak.Array([[1, 2], [3]]))
+    RaggedArray(n=2, dtype=int64, in memory)
+    >>> as_ragged(ak.Array([{"x": 1}])) is None, as_ragged(np.zeros(3)) is None
+    (True, True)
+    """
+    if isinstance(value, RaggedArray):
+        return value
+    if not isinstance(value, ak.Array) or value.ndim != 2:
+        return None
+    layout = value.layout
+    if isinstance(layout, ak.contents.ListArray):
+        layout = layout.to_ListOffsetArray64(True)
+    if not isinstance(layout, ak.contents.ListOffsetArray) or layout.parameters:
+        return None
+    content = layout.content
+    if not isinstance(content, ak.contents.NumpyArray) or content.parameters:
+        return None
+    data = np.asarray(content.data)
+    if data.ndim != 1 or data.dtype.kind not in "iufb":
+        return None
+    offsets = np.asarray(layout.offsets, dtype=np.int64)
+    start, stop = int(offsets[0]), int(offsets[-1])
+    return RaggedArray(offsets - start, np.ascontiguousarray(data[start:stop]))
 
 
 def is_ragged_group(node: Any) -> bool:
