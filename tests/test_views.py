@@ -15,6 +15,7 @@ import pytest
 from conftest import Where, make_adata, raise_if_dask_computes
 
 import zstore as zs
+from zstore.errors import RoiNotFoundError
 
 SMALL = zs.StorageConfig(shard_bytes=64 * 1024, inner_rois=8, inner_frames=64)
 
@@ -230,12 +231,14 @@ def test_the_event_average_is_drawn_from_the_windows() -> None:
     lines = [line for line in ax.get_lines() if line.get_label().startswith("ROI")]
     assert [line.get_label() for line in lines] == ["ROI 0", "ROI 3"]
     np.testing.assert_allclose(lines[1].get_ydata(), w.sel(roi="3").mean("event").values)
-    assert ax.get_xlabel() == "time from event (s)" and "(%)" in ax.get_ylabel()
-    assert ax.get_title() == "dFF around 6 events in 2 trials"
+    assert ax.get_xlabel() == "time from event (s)"
+    # a layer named dFF without a processing record: its unit is not known, none is claimed
+    assert ax.get_ylabel() == "dFF, mean ± SEM"
+    assert ax.get_title() == "E · 2 trials · dFF around 6 events"
     heat = zs.plot.plot_event_average(w, kind="heatmap")
     np.testing.assert_allclose(heat.images[0].get_array(), w.mean("event").values)
     assert heat.get_yticklabels()[0].get_text() == "0"  # stored ROI IDs, not positions
-    with pytest.raises(KeyError, match="not in the windows"):
+    with pytest.raises(RoiNotFoundError, match=r"ROI 999 is not stored in the windows \(E · 2"):
         zs.plot.plot_event_average(w, ["999"])
 
 
@@ -359,7 +362,7 @@ def test_placement_text_columns_and_one_event_plots() -> None:
     assert trial.to_xarray()["label"].values.tolist() == ["a", None]  # missing stays missing
     pytest.importorskip("matplotlib")
     ax = zs.plot.plot_event_average(w, "1")
-    assert ax.get_title().startswith("X around 1 event ")
+    assert ax.get_title() == "E · t · F around 1 event"
     edge = zs.event_windows(trial, [0.0], before=1.0, after=0.0, layer=None)
     edge = edge.isel(lag=slice(0, 5))  # only frames before the trial: all NaN
     with pytest.warns(zs.ZstoreWarning, match="every window"):

@@ -23,6 +23,7 @@ __all__ = [
     "NotAnExperimentError",
     "PaqFormatError",
     "ReadOnlyError",
+    "RoiNotFoundError",
     "StorageOptionsError",
     "StoreError",
     "Suite2pFormatError",
@@ -53,6 +54,10 @@ class KeyNotFoundError(KeyError):
 
 class TrialNotFoundError(KeyNotFoundError):
     """A trial ID that is not in the experiment."""
+
+
+class RoiNotFoundError(KeyNotFoundError):
+    """A ROI ID that is not stored (non-cells are dropped at ingest); names the nearest IDs."""
 
 
 class ExperimentNotFoundError(KeyNotFoundError):

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import KeyNotFoundError
-from .views import _times, frame_times
+from .rois import resolve_rois
+from .views import _times, _where, frame_times, layer_quantity
 
 __all__ = ["event_windows", "events_from_channel"]
 
@@ -79,6 +80,8 @@ def event_windows(
     after: float,
     layer: str | None = "dFF",
     baseline: tuple[float, float] | None = None,
+    rois: Any = None,
+    iloc: Any = None,
 ) -> Any:
     """Every ROI's trace around every event: a lazy ``xarray.DataArray`` with dims
     ``("event", "roi", "lag")``.
@@ -100,11 +103,16 @@ def event_windows(
     baseline
         ``(start, stop)`` lags in seconds: subtract each window's mean over them (NaN
         frames left out).
+    rois, iloc
+        Cut only these ROIs: ``rois`` by stored ID (``[5, 12]`` or ``['5', '12']``; an
+        ID that is not stored is a :class:`~zstore.errors.RoiNotFoundError` naming the
+        nearest stored IDs), ``iloc`` by row position. Default: every ROI.
 
     Frames outside a trial are NaN (an event near its edge); an event more than half a
     frame beyond a trial's frames, times that do not increase, or a trial with neither
     times nor fs, is an error. Coordinates: ``event`` (0..n-1), ``event_time``, ``trial``,
-    ``roi`` (the stored ROI IDs), ``lag``. Nothing is read until computed.
+    ``roi`` (the stored ROI IDs), ``lag``; attrs ``experiment``, ``layer``, ``quantity``
+    and ``units`` (``"%"`` for dF/F). Nothing is read until computed.
 
     Examples
     --------
@@ -170,6 +178,9 @@ def event_windows(
     stacked = da.concatenate([block for _, block, _ in parts], axis=0)
     stacked = stacked[np.argsort(order, kind="stable")] if len(parts) > 1 else stacked
     lag = np.arange(-n_before, n_after + 1) / fs
+    exp_id = getattr(getattr(first, "experiment", None), "expID", None)
+    chosen = resolve_rois(first.data.obs_names, rois, iloc=iloc, where=_where(first))
+    quantity, units = layer_quantity(first.data, layer)
     out = xr.DataArray(
         stacked,
         dims=("event", "roi", "lag"),
@@ -181,8 +192,17 @@ def event_windows(
             "lag": lag,
         },
         name=layer or "X",
-        attrs={"fs": fs, "lag_units": "s", "layer": layer or "X"},
+        attrs={
+            "fs": fs,
+            "lag_units": "s",
+            "layer": layer or "X",
+            "quantity": quantity,
+            **({"units": units} if units else {}),
+            **({"experiment": str(exp_id)} if exp_id is not None else {}),
+        },
     )
+    if rois is not None or iloc is not None:
+        out = out.isel(roi=chosen)
     if baseline is not None:
         try:
             lo, hi = (float(v) for v in baseline)

@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 
 from .errors import KeyNotFoundError
+from .rois import resolve_rois
 
-__all__ = ["frame_times", "trial_dataset", "trials_dataset", "trials_tsdframe"]
+__all__ = ["frame_times", "layer_quantity", "trial_dataset", "trials_dataset", "trials_tsdframe"]
 
 
-def trial_dataset(trial: Any, layers: Sequence[str] | None = None) -> Any:
-    """The trial as a lazy ``xarray.Dataset`` (see :meth:`zstore.Trial.to_xarray`)."""
+def trial_dataset(trial: Any, layers: Sequence[str] | None = None, *, rois: Any = None) -> Any:
+    """The trial as a lazy ``xarray.Dataset`` (see :meth:`zstore.Trial.to_xarray`);
+    ``rois``: the stored ROI IDs to keep (default all)."""
     import xarray as xr
 
     data = trial.data
@@ -44,10 +46,15 @@ def trial_dataset(trial: Any, layers: Sequence[str] | None = None) -> Any:
             coords[_free(f"{column}", "var", taken)] = ("time", _column(data.var[column]))
     attrs = _attrs(trial)
     attrs["time_units"] = "frames" if kind == "frames" else "s"
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
+    out = xr.Dataset(variables, coords=coords, attrs=attrs)
+    if rois is not None:
+        out = out.isel(roi=resolve_rois(data.obs_names, rois, where=_where(trial)))
+    return out
 
 
-def trials_dataset(exp: Any, trial_ids: Sequence[str], layers: Sequence[str] | None) -> Any:
+def trials_dataset(
+    exp: Any, trial_ids: Sequence[str], layers: Sequence[str] | None, *, rois: Any = None
+) -> Any:
     """Trials of one experiment side by side along ``time`` (``trial`` a coordinate on
     it); they must have the same ROIs."""
     import xarray as xr
@@ -57,7 +64,7 @@ def trials_dataset(exp: Any, trial_ids: Sequence[str], layers: Sequence[str] | N
     loaded = [exp.load_trial(tid) for tid in trial_ids]
     if layers is None:  # the layers every trial has
         layers = [n for n in loaded[0].data.layers if all(n in t.data.layers for t in loaded)]
-    parts = [trial_dataset(trial, layers) for trial in loaded]
+    parts = [trial_dataset(trial, layers, rois=rois) for trial in loaded]
     first = parts[0]
     for tid, part in zip(trial_ids[1:], parts[1:], strict=True):
         if not np.array_equal(part["roi"].values, first["roi"].values):
@@ -88,7 +95,7 @@ def trials_dataset(exp: Any, trial_ids: Sequence[str], layers: Sequence[str] | N
     return joined
 
 
-def trials_tsdframe(trials: Sequence[Any], layer: str | None) -> Any:
+def trials_tsdframe(trials: Sequence[Any], layer: str | None, *, rois: Any = None) -> Any:
     """Loaded trials of one experiment as one ``pynapple.TsdFrame`` (time in seconds, one column
     per ROI, named by its stored ID; obs columns as metadata; the trials as its
     ``time_support``, an IntervalSet with a ``trial`` column). The values stay the
@@ -131,6 +138,9 @@ def trials_tsdframe(trials: Sequence[Any], layer: str | None) -> Any:
     metadata = pd.DataFrame(
         {str(c): _column(first.obs[c]) for c in first.obs.columns}, index=columns
     )
+    if rois is not None:
+        keep = resolve_rois(columns, rois, where=_where(trials[0]))
+        values, columns, metadata = values[:, keep], columns[keep], metadata.iloc[keep]
     return nap.TsdFrame(
         t=everything,
         d=values,
@@ -139,6 +149,12 @@ def trials_tsdframe(trials: Sequence[Any], layer: str | None) -> Any:
         load_array=False,
         metadata=metadata if len(metadata.columns) else None,
     )
+
+
+def _where(trial: Any) -> str:
+    """``trial 't-000' of 'RL109'``: where ROIs are looked up, for error messages."""
+    exp = getattr(getattr(trial, "experiment", None), "expID", None)
+    return f"trial {trial.trialID!r}" + (f" of {exp!r}" if exp is not None else "")
 
 
 def _layers(data: Any, layers: Sequence[str] | None, where: str) -> list[str]:
@@ -154,6 +170,32 @@ def _layers(data: Any, layers: Sequence[str] | None, where: str) -> list[str]:
             f"{where} has no layer(s) {missing}; its layers are {list(data.layers)}"
         )
     return list(layers)
+
+
+#: Suite2p's traces that ingest stores as layers (no processing record): what they hold.
+_SUITE2P_LAYERS = {"Fneu": ("Fneu", "a.u."), "spks": ("spks", "a.u.")}
+
+
+def layer_quantity(data: Any, layer: str | None) -> tuple[str, str | None]:
+    """What the matrix ``layer`` of ``data`` holds and its unit, for labels: X is
+    ``("F", "a.u.")``; a layer made by :func:`zstore.normalize_dff` (its ``uns
+    ["processing"]`` record, or the provenance of an unsaved lazy layer) is
+    ``("dF/F", "%")``; a neuropil-corrected F ``(layer, "a.u.")``; anything else
+    ``(layer, None)``: the unit is not known."""
+    if layer is None or layer == "X":
+        return "F", "a.u."
+    records = data.uns.get("processing", {})
+    record = records.get(layer) if isinstance(records, dict) else None
+    if not isinstance(record, dict) and layer in data.layers:
+        from .processing.provenance import provenance_of
+
+        record = provenance_of(data.layers[layer])
+    function = record.get("function") if isinstance(record, dict) else None
+    if function == "normalize_dff":
+        return ("dF/F" if layer == "dFF" else f"dF/F ({layer})"), "%"
+    if function == "neuropil_correct":
+        return layer, "a.u."
+    return _SUITE2P_LAYERS.get(layer, (layer, None))
 
 
 def frame_times(data: Any) -> tuple[np.ndarray, str]:
