@@ -381,7 +381,7 @@ def test_the_cli_appends_lists_and_computes_over_a_selection(
     assert "appended to the collection" in out and "RL109_2024-05-01_plane1" in out
     assert cli(["info", lab]) == 0
     out = capsys.readouterr().out
-    assert "2 experiments, 4 trials" in out and "1 subjects, 1 sessions, 2 planes" in out
+    assert "2 experiments, 4 trials" in out and "1 subject, 1 session, 2 planes" in out
     assert "GCaMP6s" in out and "age_days" in out
     assert cli(["dff", lab, "--where", "plane == 0"]) == 0
     out = capsys.readouterr().out

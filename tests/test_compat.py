@@ -28,6 +28,40 @@ def test_anndata_views_of_ragged_masks() -> None:
     assert isinstance(adata.obsm["ypix"], zs.RaggedArray)
 
 
+def test_anndatas_awkward_notice_is_silenced_exactly() -> None:
+    import warnings
+
+    import anndata
+    import awkward as ak
+
+    from zstore.ragged import RaggedArray
+
+    def put_awkward() -> list[warnings.WarningMessage]:
+        with warnings.catch_warnings(record=True) as caught:
+            adata = anndata.AnnData(np.ones((2, 1), dtype="float32"))
+            adata.obsm["ypix"] = ak.Array([[1, 2], [3]])
+        return caught
+
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        notices = [w for w in put_awkward() if w.category is anndata.ExperimentalFeatureWarning]
+        assert notices, "anndata no longer warns: drop quiet_awkward_notice"
+        assert str(notices[0].message).startswith(_compat.AWKWARD_NOTICE)
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        RaggedArray.from_arrays([[1, 2], [3]], dtype="int16")  # zstore's masks in use
+        assert put_awkward() == []
+        added = [f for f in warnings.filters if f[0] == "ignore"]
+        assert len(added) == 1 and added[0][2] is anndata.ExperimentalFeatureWarning
+        assert added[0][1].pattern.startswith("Support")  # that message only
+        with warnings.catch_warnings(record=True) as other:
+            warnings.warn("another feature", anndata.ExperimentalFeatureWarning, stacklevel=1)
+        assert len(other) == 1, "the category's other messages still show"
+        RaggedArray.from_arrays([[1]], dtype="int16")
+        assert len(warnings.filters) == len(added) + 1, "installed once"
+
+
 def test_awkward_keeps_the_ragged_class_through_layout_changes() -> None:
     ragged = zs.RaggedArray.from_arrays([[1, 2], [3]], dtype="int16")
     ragged.layout = ragged.layout  # awkward calls _update_class here

@@ -159,7 +159,9 @@ def test_cli_ingest_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["info", str(store)]) == 0
     info = capsys.readouterr().out
     assert "experiment 'RL110' at" in info and ": 2 trials" in info
-    assert "trial 't-001'" in info and "layers ['Fneu', 'spks']" in info
+    assert "  t-001 " in info and "Fneu  Suite2p Fneu.npy (neuropil)" in info
+    assert main(["info", str(store), "--storage"]) == 0
+    info = capsys.readouterr().out
     assert "shard " in info and "stored" in info and "uncompressed" in info
     assert main(["info", str(tmp_path / "missing.zarr")]) == 1
     assert "no zstore experiment at" in capsys.readouterr().err

@@ -148,7 +148,15 @@ def test_cli_on_s3(s3: S3Server, capsys: pytest.CaptureFixture[str]) -> None:
     exp.add_trial("t-005", _trial(20, 300))
     opts = [arg for k, v in s3.options().items() for arg in ("--storage-option", f"{k}={v}")]
     assert main(["info", url, *opts]) == 0
-    assert "trial 't-005': 20 ROIs x 300 frames" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "experiment 'RL109' at s3://" in out and "1 trial, 300 frames" in out
+    assert next(line.split()[:5] for line in out.splitlines() if line.startswith("  t-005 ")) == [
+        "t-005",
+        "30",
+        "300",
+        "10.00",
+        "20",
+    ]
     assert main(["dff", url, "--pct", "50", *opts]) == 0
     assert "saved layer 'dFF' for 1 trials" in capsys.readouterr().out
     data = zs.open_experiment(url, storage_options=s3.options()).load_trial("t-005").data

@@ -22,6 +22,14 @@ loudly when one of them changes.
 - awkward (checked: 2.14.0) re-picks an ``ak.Array``'s class from behaviours whenever
   its layout changes, through ``Array._update_class``; RaggedArray overrides it to stay
   itself, resetting the caches awkward's own version resets (``reset_awkward_caches``).
+- anndata (checked: 0.12.19) warns "Support for Awkward Arrays is currently experimental"
+  (``ExperimentalFeatureWarning``) whenever an awkward array enters an aligned mapping,
+  which zstore does for every trial's pixel masks, and then silences it with a global
+  filter of its own (``anndata.utils.warn_once``). Users of zstore did not choose awkward,
+  so ``quiet_awkward_notice`` installs that same filter (this message, this category,
+  nothing else) the first time a RaggedArray is made, and again if a
+  ``warnings.catch_warnings`` block (the CLI's, pytest's) has dropped it: the one change
+  zstore makes to the process's warning filters, and only once masks are in use.
 - anndata (checked: 0.12.19) validates values put in an aligned mapping against its
   known array types; a lazy RaggedArray is aligned by construction, so zstore puts it
   in the mapping's private ``_data`` (``set_aligned``).
@@ -36,6 +44,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -56,6 +65,7 @@ __all__ = [
     "list_keys",
     "local_path_of",
     "local_storage",
+    "quiet_awkward_notice",
     "quiet_icechunk",
     "read_bytes",
     "read_many",
@@ -63,6 +73,7 @@ __all__ = [
     "set_aligned",
     "set_dimension_names",
     "short_message",
+    "stored_sizes",
 ]
 
 CHECKED_ICECHUNK = "1.1.21"
@@ -115,6 +126,16 @@ def set_dimension_names(array: Any, names: Sequence[str]) -> None:
     sync(array.store.set(key, document))
 
 
+def stored_sizes(store: Store, prefixes: list[str]) -> list[int]:
+    """Bytes stored under each of ``prefixes``, concurrently (from listings and chunk
+    sizes; Icechunk answers from its manifests and reads no chunk)."""
+
+    async def every() -> list[int]:
+        return list(await asyncio.gather(*(store.getsize_prefix(p) for p in prefixes)))
+
+    return sync(every())
+
+
 def list_keys(store: Store, prefix: str) -> list[str]:
     """Every key of ``store`` that starts with ``prefix``."""
 
@@ -138,6 +159,21 @@ def quiet_icechunk(*targets: str) -> Iterator[None]:
 CHECKED_ANNDATA = "0.12.19"
 CHECKED_AWKWARD = "2.14.0"
 _VIEWS_REGISTERED: set[type] = set()
+
+
+AWKWARD_NOTICE = "Support for Awkward Arrays is currently experimental"
+
+
+def quiet_awkward_notice() -> None:
+    """Ignore anndata's notice that awkward arrays are experimental, and only it."""
+    from anndata import ExperimentalFeatureWarning
+
+    pattern = re.escape(AWKWARD_NOTICE)
+    for action, message, category, _, _ in warnings.filters:
+        ours = action == "ignore" and category is ExperimentalFeatureWarning
+        if ours and message is not None and message.pattern == pattern:
+            return  # adding it again would reset every module's warning registry
+    warnings.filterwarnings("ignore", message=pattern, category=ExperimentalFeatureWarning)
 
 
 def let_anndata_view(cls: type) -> None:

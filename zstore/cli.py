@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -11,13 +12,17 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+# Only light modules at the top: --version and --help must not import anndata, zarr,
+# dask or pandas (seconds); each command imports what it needs.
 from ._version import __version__
-from .display import format_bytes
 from .errors import ConflictError, ZstoreWarning
 
 __all__ = ["main"]
 
 EXIT_ERROR = 1
+#: stdout closed before the output ended (``zstore info STORE | head -1``): 128 + SIGPIPE,
+#: the status a shell reports for a Unix tool whose reader left; nothing is printed.
+EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,19 +34,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     failure: BaseException | None = None
     code = EXIT_ERROR
+    reader_left = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ZstoreWarning)
         try:
             code = int(args.run(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        except BrokenPipeError:
+            reader_left = True
         except (ValueError, KeyError, TypeError, OSError, ConflictError) as err:
             failure = err
     # Outside catch_warnings: showing a warning there would record it again.
     _flush_warnings(caught)
+    if reader_left:
+        return _stdout_closed()
     if failure is not None:
         message = failure.args[0] if isinstance(failure, KeyError) and failure.args else failure
-        print(f"zstore {args.command}: error: {message}", file=sys.stderr)
+        text = _cli_wording(str(message), args.command)
+        print(f"zstore {args.command}: error: {text}", file=sys.stderr)
         return EXIT_ERROR
     return code
+
+
+def _stdout_closed() -> int:
+    """Quiet exit once stdout's reader has gone: what is still buffered goes to devnull
+    (else Python's flush at exit reports the broken pipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is no file (captured in a test): nothing will flush to a pipe
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+#: The API's hints in errors, as the command line says them (its flags, not keywords).
+_CLI_WORDING = (
+    (re.compile(r"zs\.compute_dff\(exp, layer='[^']*'\) or (`zstore dff [^`]*`)"), r"\1"),
+    (re.compile(r"\(layer=None\)"), "(--layer X)"),
+    (
+        re.compile(r"pass trials=\[\.\.\.\] with the trials of one ROI set, or trial=ID"),
+        "pass --trial ID for each trial of one ROI set (one --trial: that trial alone)",
+    ),
+    (re.compile(r"\((?:pass )?trials=\[\.\.\.\]\)"), "(--trial ID, repeated for each trial)"),
+    (re.compile(r"overwrite=True \(--overwrite\)"), "--overwrite"),
+)
+
+
+def _cli_wording(message: str, command: str) -> str:
+    """An error's message with the API's ways out given as ``command``'s flags."""
+    for pattern, replacement in _CLI_WORDING:
+        if command == "dff" and replacement == "(--layer X)":
+            replacement = "(leave out --source)"  # dff's --layer names the output
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def _flush_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -59,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="zstore",
         description="A Zarr-backed, out-of-core store for two-photon calcium-imaging "
         "experiments. Run 'zstore COMMAND --help' for the options of each command.",
+        epilog="exit status: 0 done; 1 an error, said on stderr; 2 a usage error; 141 "
+        "stdout closed before the output ended (as by '| head'): the output stops quietly, "
+        "as a Unix tool's does (128 + SIGPIPE).",
     )
     parser.add_argument("--version", action="version", version=f"zstore {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -125,6 +175,11 @@ def _parser() -> argparse.ArgumentParser:
         "--all-rois", action="store_true", help="keep non-cell ROIs too (default: iscell == 1 only)"
     )
     ingest.add_argument(
+        "--json",
+        action="store_true",
+        help="print what was ingested as one JSON document (keys in docs/CLI.md)",
+    )
+    ingest.add_argument(
         "--paq-channel", default="frame_clock", help="frame clock channel of the .paq files"
     )
     ingest.add_argument(
@@ -141,13 +196,25 @@ def _parser() -> argparse.ArgumentParser:
         help="describe a store: a collection's trial table, or an experiment's trials",
         description="For a collection: its trial table (first rows), counts of subjects, "
         "sessions, planes, experiments and trials, and the total size. For an "
-        "experiment: each trial's shape, layers, shard and chunk shapes, stored and "
-        "uncompressed sizes. Reads metadata only.",
+        "experiment: per trial fs, frames, duration, ROIs stored (cells/total in the "
+        "Suite2p run), paq channels and stored size; each layer and how it was computed; "
+        "with --storage, each array's shards, chunks and codecs. --json prints all of it "
+        "(for a collection, every experiment's) as one JSON document. Reads metadata only.",
     )
     _add_store(info, "collection or experiment store to describe")
     info.add_argument("--where", help="a pandas query on the table (collections)")
     info.add_argument(
         "--rows", type=int, default=20, metavar="N", help="table rows to print (default 20)"
+    )
+    info.add_argument(
+        "--storage",
+        action="store_true",
+        help="also each array's shards, chunks, codecs, stored and uncompressed sizes",
+    )
+    info.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document instead (for scripts; its keys are in docs/CLI.md)",
     )
     info.set_defaults(run=_info)
 
@@ -247,19 +314,39 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export",
-        help="write a trial (or all trials) as a plain anndata .zarr or .h5ad",
+        help="write a trial (or all trials) as a plain anndata .zarr or .h5ad, or as NWB",
         description="Write one trial (--trial), or every trial concatenated along frames, "
         "to a plain anndata Zarr store (FILE.zarr) or an .h5ad file that anndata, scanpy "
-        "and other tools read without zstore. Streams shard by shard; never replaces an "
-        "existing file.",
+        "and other tools read without zstore, or to Neurodata Without Borders (FILE.nwb, "
+        "needs pynwb: pip install 'zstore[nwb]'; trials along session time). Streams "
+        "block by block; never replaces an existing file.",
     )
     _add_store(export, "experiment store")
-    export.add_argument("--to", required=True, metavar="FILE", help="FILE.zarr or FILE.h5ad")
-    export.add_argument("--trial", default=None, help="the trial to export (default: all)")
+    export.add_argument(
+        "--to", required=True, metavar="FILE", help="FILE.zarr, FILE.h5ad or FILE.nwb"
+    )
+    export.add_argument(
+        "--trial",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="the trial to export (repeat to concatenate several; default: all)",
+    )
     export.add_argument(
         "--layer", action="append", default=None, help="layers to include (repeat; default all)"
     )
     export.add_argument("--version", default=None, help="export this version (default: newest)")
+    export.add_argument(
+        "--session-start-time",
+        default=None,
+        metavar="ISO",
+        help="FILE.nwb: when the session began, with a timezone (2026-05-01T10:30:00+01:00)",
+    )
+    export.add_argument("--subject", default=None, help="FILE.nwb: the subject's ID")
+    export.add_argument(
+        "--location", default=None, help="FILE.nwb: the imaging plane's brain area (e.g. VISp)"
+    )
+    export.add_argument("--indicator", default=None, help="FILE.nwb: the indicator (e.g. GCaMP6s)")
     export.set_defaults(run=_export)
 
     plot = commands.add_parser(
@@ -275,7 +362,15 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
     plot.add_argument("--layer", default="dFF", help="layer for raster/traces (X: --layer X)")
     plot.add_argument("--color-by", default="iscell_prob", help="obs column for rois")
-    plot.add_argument("--roi", action="append", default=None, help="ROI for traces (repeat)")
+    plot.add_argument(
+        "--roi",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="stored ROI ID (Suite2p's ROI index; repeat) to draw: an ID that is not "
+        "stored (a dropped non-cell) is an error, never a row position. Default: traces "
+        "the first five ROIs, rois and raster all",
+    )
     plot.add_argument(
         "--channel", action="append", default=[], help="paq channel for traces (repeat)"
     )
@@ -326,7 +421,6 @@ def _ingest(args: argparse.Namespace) -> int:
         for tid, spec in _pairs(args.trial, "--trial").items():
             frames = re.fullmatch(r"(\d+):(\d+)", spec)
             trials[tid] = (int(frames[1]), int(frames[2])) if frames else spec.split(",")
-    bar = _ProgressBar()
     t0 = time.perf_counter()
     result = ingest_suite2p(
         args.plane_dir,
@@ -342,16 +436,23 @@ def _ingest(args: argparse.Namespace) -> int:
         paq_channel=args.paq_channel,
         overwrite=args.overwrite,
         storage_options=_storage_options(args.storage_option),
-        progress=bar.update,
+        progress=_terminal_bar(),
     )
-    bar.close()
     took = time.perf_counter() - t0
-    if isinstance(result, Experiment):
-        print(f"ingested {len(result.trialIDs)} trials into {args.store} in {took:.1f} s")
-        _print_info(result)
+    summary = result.ingest_summary
+    if summary is None:  # ingest_suite2p sets it on what it returns
+        raise TypeError(f"ingest_suite2p returned {type(result).__name__} without a summary")
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
         return 0
-    print(f"appended to the collection at {args.store} in {took:.1f} s")
-    _print_collection(result, None, 20)
+    print(f"{summary}\ntook {took:.1f} s", end="")
+    if isinstance(result, Experiment):
+        print(f"; zstore info {args.store} describes the experiment")
+    else:
+        print(
+            f"; appended to the collection at {args.store}, which now holds "
+            f"{len(result)} experiments (zstore info {args.store} shows its table)"
+        )
     return 0
 
 
@@ -368,24 +469,25 @@ def _metadata(values: list[str]) -> dict[str, Any]:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .collection import open_collection, stored_kind
-    from .opening import open_experiment
-    from .store import COLLECTION_ENCODING
+    from .summary import info_document
 
-    options = _storage_options(args.storage_option)
-    if stored_kind(args.store, options) == COLLECTION_ENCODING:
-        _print_collection(
-            open_collection(args.store, storage_options=options), args.where, args.rows
-        )
-        return 0
-    if args.where:
+    found = _open_any(args)
+    is_collection = hasattr(found, "experimentIDs")
+    if args.where and not is_collection:
         raise ValueError("--where selects trials of a collection; this is one experiment")
-    _print_info(open_experiment(args.store, storage_options=options))
+    if args.json:
+        print(json.dumps(info_document(found, where=args.where, storage=args.storage), indent=2))
+    elif is_collection:
+        _print_collection(found, args.where, args.rows)
+    else:
+        _print_info(found, storage=args.storage)
     return 0
 
 
 def _print_collection(col: Any, where: str | None, rows: int) -> None:
     import pandas as pd
+
+    from .display import format_bytes
 
     table = col.table(where)
     print(
@@ -394,10 +496,9 @@ def _print_collection(col: Any, where: str | None, rows: int) -> None:
     )
     if table.empty:
         return
+    unique = {c: int(table[c].nunique()) for c in ("subject", "session", "plane")}
     counts = ", ".join(
-        f"{table[c].nunique()} {c}s"
-        for c in ("subject", "session", "plane")
-        if table[c].notna().any()
+        f"{n} {c}{'' if n == 1 else 's'}" for c, n in unique.items() if table[c].notna().any()
     )
     n_layers = table["layers"].map(lambda s: len([n for n in s.split(",") if n]))
     nbytes = (table["n_rois"] * table["n_frames"] * 4 * (1 + n_layers)).sum()
@@ -423,7 +524,6 @@ def _dff(args: argparse.Namespace) -> int:
         exp: Any = open_collection(args.store, mode="r+", storage_options=options)
     else:
         exp = open_experiment(args.store, mode="r+", storage_options=options)
-    bar = _ProgressBar()
     t0 = time.perf_counter()
     done = compute_dff(
         exp,
@@ -436,9 +536,8 @@ def _dff(args: argparse.Namespace) -> int:
         source=args.source,
         sig_baseline=args.sigma,
         win_baseline=args.window,
-        progress=bar.update,
+        progress=_terminal_bar(),
     )
-    bar.close()
     took = time.perf_counter() - t0
     print(f"saved layer {args.layer!r} for {len(done)} trials {done} in {took:.1f} s")
     return 0
@@ -485,7 +584,6 @@ def _verify(args: argparse.Namespace) -> int:
     found = _open_any(args)
     in_collection = hasattr(found, "experiments")
     experiments = list(found.experiments()) if in_collection else [found]
-    bar = _ProgressBar()
     damage: list[Any] = []
     trials = 0
     if in_collection:  # experiments the table leaves out (damaged metadata)
@@ -493,24 +591,21 @@ def _verify(args: argparse.Namespace) -> int:
             warnings.simplefilter("always", ZstoreWarning)
             found.table()
         damage += [str(w.message) for w in dropped if issubclass(w.category, ZstoreWarning)]
-    for exp in experiments:
-        prefix = f"{exp.expID}/" if in_collection else ""
-
-        def report(tid: str, done: int, total: int, prefix: str = prefix) -> None:
-            bar.update(prefix + tid, done, total)
-
+    for exp in experiments:  # one bar per experiment, "verify <expID>"
         try:
-            damage += verify_experiment(exp, progress=report)
+            damage += verify_experiment(exp, progress=_terminal_bar())
             trials += len(exp.trialIDs)
         except (ValueError, KeyError, OSError) as err:
             if not in_collection:
                 raise
             damage.append(f"experiment {exp.expID!r} cannot be read: {err}")
-    bar.close()
     for item in damage:
         print(f"DAMAGED {item}")
     if damage:
-        print(f"{len(damage)} damaged chunks in {trials} trials; restore them from a copy")
+        print(
+            f"{len(damage)} damaged item{'' if len(damage) == 1 else 's'} (chunks, arrays, "
+            f"images) in {trials} trial{'' if trials == 1 else 's'}; restore them from a copy"
+        )
         return EXIT_ERROR
     print(f"verified {trials} trials: every chunk reads back and its checksum matches")
     return 0
@@ -525,6 +620,8 @@ def _history(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     import datetime
+
+    from .display import format_bytes
 
     if args.keep < 0 or args.grace < 0:
         raise ValueError("--keep and --grace must be >= 0")
@@ -556,14 +653,12 @@ def _gc(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from .migrate import migrate
 
-    bar = _ProgressBar()
     exp = migrate(
         args.old,
         args.store,
         new_storage_options=_storage_options(args.storage_option),
-        progress=bar.update,
+        progress=_terminal_bar(),
     )
-    bar.close()
     print(f"migrated {len(exp.trialIDs)} trials of {exp.expID!r} into {exp.location}")
     _print_info(exp)
     return 0
@@ -573,16 +668,35 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export
 
     exp = _open_experiment(args, version=args.version)
-    bar = _ProgressBar()
+    if args.to.lower().endswith(".nwb"):
+        from .nwb import export_nwb
+
+        out = export_nwb(
+            exp,
+            args.to,
+            trials=args.trial,
+            layers=args.layer,
+            session_start_time=args.session_start_time,
+            subject=args.subject,
+            location=args.location,
+            indicator=args.indicator,
+            progress=_terminal_bar(),
+        )
+        n = len(args.trial or exp.trialIDs)
+        what = f"trial {args.trial[0]!r}" if n == 1 and args.trial else f"{n} trials"
+        print(f"exported {what} of {exp.expID!r} to {out} (NWB, along session time)")
+        return 0
+    one = args.trial[0] if args.trial and len(args.trial) == 1 else None
     out = export(
         exp,
         args.to,
-        trial=args.trial,
+        trial=one,
+        trials=args.trial if one is None else None,
         layers=args.layer,
-        progress=lambda done, total: bar.update("export", done, total),
+        progress=_terminal_bar(),
     )
-    bar.close()
-    what = f"trial {args.trial!r}" if args.trial else f"{len(exp.trialIDs)} trials (concatenated)"
+    n = len(args.trial or exp.trialIDs)
+    what = f"trial {one!r}" if one is not None else f"{n} trials (concatenated)"
     print(f"exported {what} of {exp.expID!r} to {out}")
     return 0
 
@@ -591,64 +705,120 @@ def _plot(args: argparse.Namespace) -> int:
     from . import plot
 
     exp = _open_experiment(args)
-    data = exp.load_trial(args.trial).data
+    trial = exp.load_trial(args.trial)
     layer = None if args.layer == "X" else args.layer
     if args.kind == "rois":
-        figure = plot.plot_rois(data, color_by=args.color_by).figure
+        figure = plot.plot_rois(trial, color_by=args.color_by, rois=args.roi).figure
     elif args.kind == "raster":
-        figure = plot.plot_raster(data, layer=layer).figure
+        figure = plot.plot_raster(trial, layer=layer, rois=args.roi).figure
     else:
-        figure = plot.plot_traces(data, args.roi, layer=layer, channels=args.channel)
+        figure = plot.plot_traces(trial, args.roi, layer=layer, channels=args.channel)
     figure.savefig(args.out, dpi=args.dpi)
     print(f"wrote {args.out}")
     return 0
 
 
-def _print_info(exp: Any) -> None:
-    ids = exp.trialIDs
-    print(f"experiment {exp.expID!r} at {exp.location}, version {exp.version}: {len(ids)} trials")
-    for tid in ids:
-        trial = exp.load_trial(tid)
-        data = trial.data
+def _print_info(exp: Any, *, storage: bool = False) -> None:
+    from .display import format_bytes
+    from .summary import info_document, text_table
+
+    doc = info_document(exp, storage=storage)
+    totals, trials = doc["totals"], doc["trials"]
+    duration = totals["duration_s"]
+    print(
+        f"experiment {doc['experiment']!r} at {doc['location']}, version {doc['version']}: "
+        f"{totals['trials']} trial{'' if totals['trials'] == 1 else 's'}, "
+        f"{totals['frames']} frames"
+        + (f", {duration:.2f} s of imaging" if duration is not None else "")
+        + f", {format_bytes(totals['stored_bytes'])} stored"
+    )
+    if doc["metadata"]:
+        print("  " + ", ".join(f"{k} {v}" for k, v in doc["metadata"].items()))
+    images = doc["images"]
+    if images["arrays"]:
         print(
-            f"  trial {tid!r}: {data.n_obs} ROIs x {data.n_vars} frames; layers {list(data.layers)}"
+            f"  images: {images['arrays']} array{'' if images['arrays'] == 1 else 's'}, "
+            f"{format_bytes(images['stored_bytes'])} (summary images shared by the trials)"
         )
-        for arr in trial.storage():
+    if not trials:
+        return
+    texts = {t["rois"]["text"] for t in trials}
+    if len(texts) == 1 and trials[0]["rois"]["total"] is not None:
+        print(f"  {texts.pop()}")
+    rows = [
+        (
+            "trial",
+            "fs (Hz)",
+            "frames",
+            "duration (s)",
+            "ROIs (cells/total)",
+            "run frames",
+            "stored",
+            "paq channels",
+        )
+    ]
+    for t in trials:
+        rois, frames = t["rois"], t["source"].get("frames")
+        rows.append(
+            (
+                t["trial"],
+                "-" if t["fs"] is None else f"{t['fs']:g}",
+                str(t["n_frames"]),
+                "-" if t["duration_s"] is None else f"{t['duration_s']:.2f}",
+                f"{rois['stored']}"
+                + (f" ({_count(rois['cells'])}/{_count(rois['total'])})" if rois["cells"] else ""),
+                f"{frames[0]}:{frames[1]}"
+                if isinstance(frames, list) and len(frames) == 2
+                else "-",
+                format_bytes(t["stored_bytes"]),
+                ", ".join(t["channels"]) or "-",
+            )
+        )
+    for line in text_table(rows, right=(1, 2, 3, 4, 6)):
+        print("  " + line)
+    # how each array was computed: once when every trial agrees, else per trial
+    made = [
+        {"X": t["X"]["computed"], **{k: v["computed"] for k, v in t["layers"].items()}}
+        for t in trials
+    ]
+    groups = (
+        [("every trial", made[0])]
+        if all(m == made[0] for m in made)
+        else [(f"trial {t['trial']!r}", m) for t, m in zip(trials, made, strict=True)]
+    )
+    for label, arrays in groups:
+        print(f"  X and layers ({label}), how each was computed:")
+        for line in text_table([(name, text) for name, text in arrays.items()]):
+            print("    " + line)
+    if not storage:
+        return
+    for t in trials:
+        print(f"  storage of trial {t['trial']!r}:")
+        for arr in t["storage"]:
             ratio = arr["nbytes"] / arr["stored_bytes"] if arr["stored_bytes"] else float("nan")
             print(
                 f"    {arr['name']:<14} {arr['dtype']:<8} shard {_shape(arr['shards'])} chunk "
-                f"{_shape(arr['chunks'])}  {format_bytes(arr['stored_bytes'])} stored, "
+                f"{_shape(arr['chunks'])}  {', '.join(arr['codecs'])}  "
+                f"{format_bytes(arr['stored_bytes'])} stored, "
                 f"{format_bytes(arr['nbytes'])} uncompressed ({ratio:.1f}x)"
             )
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def _shape(shape: Any) -> str:
     return "x".join(str(s) for s in shape) if shape else "-"
 
 
-class _ProgressBar:
-    """A one-line progress bar on a terminal; silent in pipes and tests."""
-
-    def __init__(self, stream: Any = None):
-        self.stream = stream or sys.stderr
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.t0 = time.perf_counter()
-
-    def update(self, label: str, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
-            return
-        width = 30
-        filled = int(width * done / total)
-        elapsed = time.perf_counter() - self.t0
-        bar = "#" * filled + "." * (width - filled)
-        self.stream.write(f"\r{label:<12} [{bar}] {done}/{total}  {elapsed:5.1f} s")
-        if done == total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.flush()
+def _terminal_bar() -> bool:
+    """``progress=`` for the API calls: a tqdm bar on stderr when it is a terminal
+    (zstore.progress draws it), nothing in pipes, logs and tests."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

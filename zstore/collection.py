@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import pandas as pd
@@ -36,6 +36,7 @@ from .errors import (
     TrialChangedError,
 )
 from .experiment import MODES, Experiment, _check_version, _write_trials
+from .images import IMAGES
 from .names import check_name
 from .opening import (
     check_open_mode,
@@ -44,6 +45,7 @@ from .opening import (
     plain_metadata,
     prepare,
 )
+from .progress import ProgressOption, reporting
 from .store import (
     COLLECTION_ENCODING,
     ENCODING_VERSION,
@@ -56,6 +58,9 @@ from .store import (
 )
 from .table import query_table, read_table
 from .transaction import Commit, GarbageReport, Repo, Transaction
+
+if TYPE_CHECKING:
+    from .summary import IngestSummary
 
 __all__ = [
     "Collection",
@@ -77,6 +82,9 @@ class Collection:
     :func:`zstore.ingest_suite2p` appends to it. Like an experiment, a collection object
     is pinned to one version of its store until :meth:`refresh`.
     """
+
+    #: What :func:`zstore.ingest_suite2p` wrote, on the object it returns (else None).
+    ingest_summary: IngestSummary | None = None
 
     def __init__(self, repo: Repo, *, mode: str, session: Any, pinned: bool = False):
         self._repo = repo
@@ -260,7 +268,7 @@ class Collection:
         planned: Planned,
         *,
         overwrite: bool = False,
-        progress: Callable[[str, int, int], None] | None = None,
+        progress: ProgressOption | Callable[[str, int, int], None] = None,
         message: str | None = None,
     ) -> list[str]:
         """Add experiments with their trials in one transaction: all or none.
@@ -268,7 +276,9 @@ class Collection:
         ``planned`` maps each new experiment ID to ``(metadata, {trial_id: (AnnData,
         provenance)})``. An ID already in the collection is an error unless
         ``overwrite`` (that experiment is replaced; the others are never touched).
-        ``progress`` is called with ``("<experiment>/<trial>", done, total)``.
+        ``progress``: ``True`` shows a bar over the shards of every trial, ``False``
+        nothing, ``None`` (default) a bar in interactive sessions only; a callable is
+        called with ``("<experiment>/<trial>", done, total)``.
         """
         self._require_writable("add experiments")
         _check_planned(planned)
@@ -302,9 +312,13 @@ class Collection:
                 )
         config = self.config
         text = message or f"add experiments {ids}"
+        n_trials = sum(len(trials) for _, trials in planned.values())
         try:
-            with self._repo.transaction(text) as txn:
-                self._write_planned(txn, planned, overwrite, config, progress)
+            with (
+                reporting(progress, desc=f"append {len(ids)} experiments", parts=n_trials) as bar,
+                self._repo.transaction(text) as txn,
+            ):
+                self._write_planned(txn, planned, overwrite, config, bar)
         except ConflictError as err:
             if isinstance(err, TrialChangedError) or "experiment(s)" not in str(err):
                 raise ConflictError(
@@ -468,6 +482,7 @@ def _add_experiment(
     group = txn.group(EXPERIMENTS).create_group(exp_id)
     group.attrs["zstore"] = experiment_attributes(exp_id, config, metadata)
     group.create_group(TRIALS)
+    group.create_group(IMAGES)  # before any trial: concurrent writers never both create it
     txn.note(prefix)
     report = None
     if progress is not None:

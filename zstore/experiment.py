@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anndata as ad
 import dask.array as da
@@ -34,8 +35,20 @@ from .errors import (
     ReadOnlyError,
     TrialChangedError,
     TrialNotFoundError,
+    ZstoreWarning,
+    emit_user_warning,
+)
+from .images import (
+    IMAGES,
+    ImageReader,
+    ImageWriter,
+    create_image,
+    dangling,
+    restore_source,
+    settle_images,
 )
 from .names import check_name
+from .progress import ProgressOption, reporting
 from .storable import prepare
 from .store import (
     COLLECTION_ENCODING,
@@ -44,7 +57,7 @@ from .store import (
     TRIALS,
 )
 from .table import query_table, read_table
-from .transaction import Commit, GarbageReport, Repo, Transaction
+from .transaction import Commit, GarbageReport, Guard, Repo, Transaction
 from .trialio import (
     apply_changes,
     describe_arrays,
@@ -52,6 +65,9 @@ from .trialio import (
     update_processing,
     write_trial,
 )
+
+if TYPE_CHECKING:
+    from .summary import IngestSummary
 
 __all__ = ["Experiment", "Trial", "compute_dff"]
 
@@ -64,6 +80,9 @@ class Experiment:
     Create one with :func:`create_experiment` or :func:`zstore.ingest_suite2p`, open one
     with :func:`open_experiment`.
     """
+
+    #: What :func:`zstore.ingest_suite2p` wrote, on the object it returns (else None).
+    ingest_summary: IngestSummary | None = None
 
     def __init__(
         self, repo: Repo, *, mode: str, session: Any, pinned: bool = False, prefix: str = ""
@@ -105,6 +124,8 @@ class Experiment:
         self._root = root
         self._meta = meta
         self._trial_ids: list[str] | None = None
+        # the summary images of this version, each read once (zstore.images)
+        self._images = ImageReader(root, f"experiment {meta.get('expID')!r} at {where}")
 
     @property
     def version(self) -> str:
@@ -258,7 +279,11 @@ class Experiment:
         group = cast(zarr.Group, trials[trial_id])
         version = self.version
         data, state = read_trial(
-            group, trial_id, version=version, explain=self._repo.explainer(version)
+            group,
+            trial_id,
+            version=version,
+            explain=self._repo.explainer(version),
+            images=self._images,
         )
         return Trial(self, trial_id, data, state)
 
@@ -290,14 +315,16 @@ class Experiment:
         *,
         overwrite: bool = False,
         provenance: Mapping[str, Any] | None = None,
-        progress: Progress | None = None,
+        progress: ProgressOption = None,
     ) -> Trial:
         """Write ``adata`` as a new trial, streaming X and layers shard by shard.
 
         X and layers may be numpy or dask arrays; a dask array is never loaded whole.
         One transaction: the trial appears to readers (or replaces the old one, with
         ``overwrite=True``) only when it is completely written; a failed or killed
-        write changes nothing.
+        write changes nothing. ``progress``: ``True`` shows a bar over the shards,
+        ``False`` nothing, ``None`` a bar in interactive sessions only; a callable is
+        called with ``(trial_id, shards_done, shards_total)``.
 
         Examples
         --------
@@ -315,9 +342,12 @@ class Experiment:
                 f"{type(adata).__name__}; wrap arrays with zs.AnnotatedData(X, obs, var)"
             )
         verb = "replace" if overwrite else "add"
-        with self._transaction(f"{verb} trial {trial_id!r}") as txn:
+        with (
+            reporting(progress, desc=f"{verb} trial {trial_id}", label=trial_id) as report,
+            self._transaction(f"{verb} trial {trial_id!r}") as txn,
+        ):
             _write_trials(
-                txn, {trial_id: (adata, provenance)}, self.config, overwrite, self.expID, progress
+                txn, {trial_id: (adata, provenance)}, self.config, overwrite, self.expID, report
             )
         self._advance(txn)
         return self.load_trial(trial_id)
@@ -342,11 +372,13 @@ class Experiment:
                 )
             txn.delete(f"{TRIALS}/{trial_id}")
             txn.note(f"{TRIALS}/{trial_id}")
+            _image_writer(txn, prune=True)  # its images, unless other trials use them
         self._advance(txn)
 
     @contextlib.contextmanager
     def _transaction(self, message: str) -> Iterator[Transaction]:
         where = f"experiment {self.expID!r}: " if self._prefix else ""
+        self._ensure_images_group()
         try:
             with self._repo.transaction(
                 where + message, prefix=self._prefix, guard=self._guard
@@ -357,6 +389,27 @@ class Experiment:
             if why is None:
                 raise
             raise ConflictError(f"{self.location}: {message!r} was not saved: {why}") from None
+
+    def _ensure_images_group(self) -> None:
+        """Experiments written before summary images moved out of the trials have no
+        ``images`` group: it is made in a commit of its own, so that two writers adding
+        the first images at once do not both create it (which Icechunk cannot rebase)."""
+        if IMAGES in self._root:
+            return
+        session = self._repo.session()
+        tip = self._repo.root(session)
+        node = tip.get(self._prefix) if tip is not None and self._prefix else tip
+        if not isinstance(node, zarr.Group) or IMAGES in node or self._guard(session) is not None:
+            return  # there already, or the experiment is gone (the write will say so)
+        try:
+            with self._repo.transaction(
+                f"experiment {self.expID!r}: add the images group", prefix=self._prefix
+            ) as txn:
+                if IMAGES not in txn.root:
+                    txn.root.create_group(IMAGES)
+                    txn.note(IMAGES)
+        except ConflictError:
+            pass  # another writer made it first
 
     def _guard(self, tip: Any) -> str | None:
         """Why a write must not commit onto ``tip`` (None: it may): the experiment this
@@ -433,10 +486,12 @@ class Experiment:
         *,
         trials: Sequence[str] | None = None,
         where: str | None = None,
+        rois: Any = None,
     ) -> Any:
         """The trials (all, those named, or those ``where`` selects on :meth:`table`)
         side by side along ``time`` as one lazy ``xarray.Dataset``, with ``trial`` a
-        coordinate on ``time`` (see :meth:`Trial.to_xarray`). Reads metadata only.
+        coordinate on ``time`` (see :meth:`Trial.to_xarray`; ``rois``: stored ROI IDs
+        to keep). Reads metadata only.
 
         Examples
         --------
@@ -450,7 +505,7 @@ class Experiment:
         """
         from .views import trials_dataset
 
-        return trials_dataset(self, self._selected(trials, where), layers)
+        return trials_dataset(self, self._selected(trials, where), layers, rois=rois)
 
     def to_pynapple(
         self,
@@ -458,9 +513,11 @@ class Experiment:
         *,
         trials: Sequence[str] | None = None,
         where: str | None = None,
+        rois: Any = None,
     ) -> Any:
         """The trials (all, named, or selected with ``where``) as one lazy
-        ``pynapple.TsdFrame``: session time in seconds, a column per ROI (its stored ID),
+        ``pynapple.TsdFrame``: session time in seconds, a column per ROI (its stored ID;
+        ``rois``: the stored IDs to keep, default all),
         obs columns as metadata, the trials as its ``time_support`` (an IntervalSet with
         a ``trial`` column). Needs ``pip install 'zstore[pynapple]'``; the trials' times
         must increase from one trial to the next (ingested trials' session time does).
@@ -479,7 +536,7 @@ class Experiment:
         from .views import trials_tsdframe
 
         ids = self._selected(trials, where)
-        return trials_tsdframe([self.load_trial(tid) for tid in ids], layer)
+        return trials_tsdframe([self.load_trial(tid) for tid in ids], layer, rois=rois)
 
     def _selected(self, trials: Sequence[str] | None, where: str | None) -> list[str]:
         """The trials named, those ``where`` selects on :meth:`table`, or all."""
@@ -530,13 +587,15 @@ class Trial:
 
         return html_trial(self)
 
-    def to_xarray(self, layers: Sequence[str] | None = None) -> Any:
+    def to_xarray(self, layers: Sequence[str] | None = None, *, rois: Any = None) -> Any:
         """The trial as a lazy ``xarray.Dataset``: X and each layer (or those named) with
         dims ``("roi", "time")``; coordinates ``roi`` (the stored ROI IDs), ``time``
         (session time in seconds, var ``time``), ``frame`` (var's index), every obs
         column on ``roi`` and every var column (paq channels) on ``time`` (a name taken
         already gets an ``obs_``/``var_`` prefix); attrs: experiment, trial, fs and
         uns' processing records (as JSON). Selections read only their chunks.
+        ``rois`` keeps only those stored ROI IDs (``[5, 12]`` or ``['5', '12']``; an ID
+        that is not stored is a ``RoiNotFoundError`` naming the nearest stored IDs).
 
         Examples
         --------
@@ -549,12 +608,13 @@ class Trial:
         """
         from .views import trial_dataset
 
-        return trial_dataset(self, layers)
+        return trial_dataset(self, layers, rois=rois)
 
-    def to_pynapple(self, layer: str | None = "dFF") -> Any:
+    def to_pynapple(self, layer: str | None = "dFF", *, rois: Any = None) -> Any:
         """The trial as a lazy ``pynapple.TsdFrame`` (see :meth:`Experiment.to_pynapple`):
-        time in seconds, a column per ROI named by its stored ID, obs columns as
-        metadata, the trial as its ``time_support``. Needs ``zstore[pynapple]``.
+        time in seconds, a column per ROI named by its stored ID (``rois``: the stored
+        IDs to keep, default all), obs columns as metadata, the trial as its
+        ``time_support``. Needs ``zstore[pynapple]``.
 
         Examples
         --------
@@ -567,7 +627,7 @@ class Trial:
         """
         from .views import trials_tsdframe
 
-        return trials_tsdframe([self], layer)
+        return trials_tsdframe([self], layer, rois=rois)
 
     def storage(self, *, stored: bool = True) -> list[dict[str, Any]]:
         """How X and each layer are stored: shape, dtype, shards, chunks, codecs, size.
@@ -579,13 +639,15 @@ class Trial:
         group = zarr.open_group(session.store, path=exp._path(f"{TRIALS}/{self.trialID}"), mode="r")
         return describe_arrays(group, stored=stored)
 
-    def save(self, *, progress: Progress | None = None) -> list[str]:
+    def save(self, *, progress: ProgressOption = None) -> list[str]:
         """Stream what changed since loading into the store; return what was written.
 
         New layers are computed and written one task per shard; added or removed obs
         and var columns, uns and obsm entries are rewritten. One transaction: readers
         see the previous version until it commits, and a failed or killed save changes
         nothing. Saved layers then read lazily from the store instead of their graph.
+        ``progress``: as :meth:`Experiment.add_trial` (a callable gets ``(trial_id,
+        shards_done, shards_total)``).
 
         Examples
         --------
@@ -612,7 +674,10 @@ class Trial:
             return []
         paths = changes.paths()
         message = f"save trial {self.trialID!r}: {_describe(paths, self.data.uns)}"
-        with exp._transaction(message) as txn:
+        with (
+            reporting(progress, desc=f"save trial {self.trialID}", label=self.trialID) as report,
+            exp._transaction(message) as txn,
+        ):
             trials = txn.group(TRIALS)
             if self.trialID not in trials:
                 raise TrialChangedError(
@@ -626,7 +691,8 @@ class Trial:
                 self._state,
                 changes,
                 write_arrays=_arrays_writer(txn),
-                progress=progress,
+                progress=report,
+                images=_image_writer(txn, prune="uns" in changes.written),
             )
             txn.note(*(f"{TRIALS}/{self.trialID}/{p}" for p in paths))
         exp._advance(txn)
@@ -640,7 +706,9 @@ class Trial:
         version (values equal to what was saved), so the next save compares against
         them; obs, var, uns and in-memory entries stay the user's objects.
         """
-        fresh = self.experiment.load_trial(self.trialID)
+        with warnings.catch_warnings():  # a damaged image: the user was told at load
+            warnings.filterwarnings("ignore", ".*the summary image", ZstoreWarning)
+            fresh = self.experiment.load_trial(self.trialID)
         data = self.data
         data.X = fresh.data.X
         for name in list(data.layers):
@@ -677,6 +745,137 @@ def _describe(paths: list[str], uns: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _image_writer(txn: Transaction, *, prune: bool = False) -> Callable[[str, Any], str]:
+    """Stores summary images once in the experiment (``images/<hash>``) for ``txn``.
+
+    Just before the commit the images are settled against the newest version
+    (zstore.images.settle_images): an image another writer committed meanwhile is not
+    written twice (no conflict), and with ``prune`` (the transaction removed or replaced
+    trials, or rewrote a uns) images no trial refers to any more are deleted.
+    """
+    hook = next(
+        (h for h in txn.before_commit if isinstance(h, _SettleImages) and h.prefix == txn.prefix),
+        None,
+    )
+    if hook is None:
+        hook = _SettleImages(txn)
+        txn.before_commit.append(hook)
+    hook.prune |= prune
+    return hook.put
+
+
+class _SettleImages:
+    """The image writes of one transaction, settled against the tip before its commit."""
+
+    def __init__(self, txn: Transaction):
+        self.txn = txn
+        self.prefix = txn.prefix  # a collection's transaction may write several experiments
+        self.writer = ImageWriter(txn.root)
+        self.prune = False
+        self.deleted: list[str] = []  # image paths from the experiment's root
+        txn.after_commit.append(self.repair)
+
+    def put(self, key: str, image: Any) -> str:
+        before = len(self.writer.written)
+        path = self.writer.put(key, image)
+        if len(self.writer.written) > before:
+            self.txn.note(path)
+        return path
+
+    def __call__(self, tip: Any) -> None:
+        txn = self.txn
+        # the session itself (a distributed write's fork is merged into it by now)
+        ours = zarr.open_group(txn.session.store, path=self.prefix, mode="r+", zarr_format=3)
+        try:
+            tip_root: zarr.Group | None = zarr.open_group(
+                tip.store, path=self.prefix, mode="r", zarr_format=3
+            )
+        except GroupNotFoundError:
+            tip_root = None
+        inside = f"{self.prefix}/{TRIALS}/" if self.prefix else f"{TRIALS}/"
+        touched = {
+            c.removeprefix(inside).split("/")[0] for c in txn.changes if c.startswith(inside)
+        }
+        deleted = settle_images(
+            ours, tip_root, writer=self.writer, touched=touched, prune=self.prune
+        )
+        self.deleted = deleted
+        for path in deleted:  # from the repository's root, as note() records them
+            full = "/".join(p for p in (self.prefix, path) if p)
+            if full not in txn.changes:
+                txn.changes.append(full)
+
+    def repair(self, repo: Repo, guard: Guard | None) -> None:
+        """Object stores, after the commit: write back the images this write held or
+        deleted that a trial at the newest version refers to and that are missing (a
+        writer that removed their last trial and this one settled before either
+        committed; see zstore.images, "the window"). Retries on conflicts."""
+        candidates = set(self.writer.held) | set(self.deleted)
+        if not candidates:
+            return
+        before: zarr.Group | None = None
+        for attempt in range(_REPAIR_ATTEMPTS):
+            tip = repo.session()
+            root = _experiment_root(repo, tip, self.prefix)
+            if root is None:
+                return  # the experiment was removed meanwhile: no trial refers to anything
+            missing = dangling(root, candidates)
+            if not missing:
+                if attempt:  # the write's caller moves to a version with its images
+                    self.txn.snapshot = str(tip.snapshot_id)
+                return
+            if before is None:  # the version this write began from still has them
+                before = _experiment_root(repo, repo.session(self.txn.base), self.prefix)
+            source = restore_source(self.writer.held, before)
+            lost = []
+            try:
+                with repo.transaction(
+                    f"write back summary images {sorted(missing)} deleted by another writer "
+                    f"meanwhile",
+                    prefix=self.prefix,
+                    guard=guard,
+                ) as fix:
+                    if IMAGES not in fix.root:
+                        fix.root.create_group(IMAGES)
+                    group = cast(zarr.Group, fix.root[IMAGES])
+                    for path in sorted(missing):
+                        found = source(path)
+                        name = path.removeprefix(f"{IMAGES}/")
+                        if found is None:
+                            lost.append(path)
+                        elif name not in group:
+                            create_image(group, name, *found)
+                            fix.note(path)
+            except ConflictError:
+                continue  # another writer committed meanwhile: look at the tip again
+            if lost:
+                if fix.snapshot is not None:
+                    self.txn.snapshot = fix.snapshot
+                emit_user_warning(
+                    f"{repo.place.label}: trials refer to the summary images {lost}, which "
+                    f"another writer deleted while this write committed, and zstore holds "
+                    f"no copy to write back; `zstore verify` lists the trials: add them "
+                    f"again from their Suite2p folder"
+                )
+                return
+        raise ConflictError(
+            f"{repo.place.label}: the summary images {sorted(candidates)} could not be "
+            f"checked after the commit: other writers kept committing; the write itself "
+            f"was saved: run `zstore verify` to check the store"
+        )
+
+
+#: How often a write retries writing back images another writer deleted (object stores).
+_REPAIR_ATTEMPTS = 8
+
+
+def _experiment_root(repo: Repo, session: Any, prefix: str) -> zarr.Group | None:
+    """The experiment's root group in the version of ``session``, or None."""
+    root = repo.root(session)
+    node = root.get(prefix) if root is not None and prefix else root
+    return node if isinstance(node, zarr.Group) else None
+
+
 def _arrays_writer(txn: Transaction) -> Callable[..., None]:
     def write(sources: Sequence[Any], targets: Sequence[zarr.Array], progress: Any) -> None:
         txn.write_arrays(sources, targets, progress=progress)
@@ -696,6 +895,7 @@ def _write_trials(
 ) -> None:
     """Write whole trials into ``txn`` (replacing existing ones only with ``overwrite``)."""
     group = txn.group(TRIALS)
+    images = _image_writer(txn)
     for trial_id, (adata, provenance) in trials.items():
         if trial_id in group:
             if not overwrite:
@@ -705,6 +905,7 @@ def _write_trials(
                     f"stays readable in earlier versions until `zstore gc`)"
                 )
             txn.delete(f"{TRIALS}/{trial_id}")
+            _image_writer(txn, prune=True)  # the old trial's images, unless others use them
         report: Any = progress
         if per_trial_progress and progress is not None:
             report = lambda done, total, tid=trial_id: progress(tid, done, total)  # type: ignore[call-arg]  # noqa: E731
@@ -716,6 +917,7 @@ def _write_trials(
             provenance=provenance,
             write_arrays=_arrays_writer(txn),
             progress=report,
+            images=images,
         )
         txn.note(f"{TRIALS}/{trial_id}")
 
@@ -765,7 +967,7 @@ def compute_dff(
     where: str | None = None,
     source: str | None = None,
     overwrite: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressOption | Callable[[str, int, int], None] = None,
     **dff_params: Any,
 ) -> list[str]:
     """Compute and save dF/F for every trial (or those named), one trial after another.
@@ -783,6 +985,11 @@ def compute_dff(
     per task, so memory stays at a few shards whatever the experiment's size. Each trial
     is loaded just before it is computed and saved in its own transaction. Returns the
     trials written.
+
+    ``progress``: ``True`` shows a bar over the shards of every selected trial,
+    ``False`` nothing, ``None`` (default) a bar in interactive sessions (Jupyter,
+    IPython, the Python prompt) only; a callable is called with ``(trial_id,
+    shards_done, shards_total)`` (``"<experiment>/<trial>"`` for a collection).
 
     Examples
     --------
@@ -835,17 +1042,15 @@ def compute_dff(
             f"trials {existing} already have a layer {layer!r}; pass overwrite=True "
             f"(--overwrite) to recompute it, or choose another layer name"
         )
-    for tid in ids:
-        trial = exp.load_trial(tid)
-        params = dict(dff_params)
-        if params.get("baseline") == "maximin" and params.get("fs") is None:
-            params["fs"] = trial.data.uns.get("fs")
-        dff = normalize_dff(_matrix(trial, source), roi_names=trial.data.obs_names, **params)
-        trial.data.add_layer(layer, dff)
-        report = None
-        if progress is not None:
-            report = lambda done, total, tid=tid: progress(tid, done, total)  # noqa: E731
-        trial.save(progress=report)
+    with reporting(progress, desc=f"compute_dff {layer}", parts=len(ids)) as bar:
+        for tid in ids:
+            trial = exp.load_trial(tid)
+            params = dict(dff_params)
+            if params.get("baseline") == "maximin" and params.get("fs") is None:
+                params["fs"] = trial.data.uns.get("fs")
+            dff = normalize_dff(_matrix(trial, source), roi_names=trial.data.obs_names, **params)
+            trial.data.add_layer(layer, dff)
+            trial.save(progress=bar if bar is not None else False)
     return ids
 
 
@@ -855,7 +1060,7 @@ def _compute_dff_collection(
     where: str | None,
     source: str | None,
     overwrite: bool,
-    progress: Callable[[str, int, int], None] | None,
+    progress: ProgressOption | Callable[[str, int, int], None],
     dff_params: Mapping[str, Any],
 ) -> list[str]:
     col._require_writable(f"save layer {layer!r}")
@@ -887,21 +1092,22 @@ def _compute_dff_collection(
                 f"select trials that have it (where=\"layers.str.contains('{source}')\")"
             )
     done = []
-    for exp_id, picked in rows.groupby("experiment", sort=False):
-        exp = col.open_experiment(exp_id, mode="r+")
-        report = None
-        if progress is not None:
-            report = lambda tid, d, n, e=exp_id: progress(f"{e}/{tid}", d, n)  # noqa: E731
-        written = compute_dff(
-            exp,
-            layer=layer,
-            trials=picked["trial"].tolist(),
-            source=source,
-            overwrite=overwrite,
-            progress=report,
-            **dff_params,
-        )
-        done += [f"{exp_id}/{tid}" for tid in written]
+    with reporting(progress, desc=f"compute_dff {layer}", parts=len(rows)) as bar:
+        for exp_id, picked in rows.groupby("experiment", sort=False):
+            exp = col.open_experiment(exp_id, mode="r+")
+            report: Callable[[str, int, int], None] | bool = False
+            if bar is not None:
+                report = lambda tid, d, n, e=exp_id: bar(f"{e}/{tid}", d, n)  # noqa: E731
+            written = compute_dff(
+                exp,
+                layer=layer,
+                trials=picked["trial"].tolist(),
+                source=source,
+                overwrite=overwrite,
+                progress=report,
+                **dff_params,
+            )
+            done += [f"{exp_id}/{tid}" for tid in written]
     col.refresh()
     return done
 

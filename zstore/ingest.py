@@ -29,8 +29,10 @@ from .io.suite2p import Suite2pPlane, TrialRange, TrialSpec, open_suite2p, plan_
 from .names import check_name
 from .opening import create_with_trials, plain_metadata
 from .processing import neuropil_correct
+from .progress import ProgressOption, reporting
 from .ragged import RaggedArray
 from .store import COLLECTION_ENCODING, StoreLike
+from .summary import summarize_ingest
 
 __all__ = ["SessionClock", "find_planes", "ingest_suite2p"]
 
@@ -72,7 +74,7 @@ def ingest_suite2p(
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     config: StorageConfig | None = None,
-    progress: TrialProgress | None = None,
+    progress: ProgressOption | TrialProgress = None,
 ) -> Experiment | Collection:
     """Ingest a Suite2p run (one plane, or every plane) into a store, streaming.
 
@@ -118,7 +120,10 @@ def ingest_suite2p(
     storage_options, config
         See :func:`zstore.create_experiment`.
     progress
-        Called with ``(trial_id, shards_done, shards_total)`` while writing (in a
+        ``True``: a progress bar over the shards of every trial (tqdm: a widget in
+        Jupyter, text on a terminal); ``False``: none; ``None`` (default): a bar in an
+        interactive session (Jupyter, IPython, the Python prompt) only. A callable is
+        called with ``(trial_id, shards_done, shards_total)`` while writing (in a
         collection ``"<experiment>/<trial>"``).
 
     Frame times (var ``time``) are seconds from the session's start: trials follow one
@@ -126,6 +131,11 @@ def ingest_suite2p(
     from the paq frame clock when a paq file is given), and each plane's frames carry
     its offset in the volume (``k / (fs * nplanes)``). Each trial's start is in
     ``uns["trial"]["start_s"]``.
+
+    The returned Experiment or Collection carries ``ingest_summary``, a
+    :class:`zstore.IngestSummary` of what was written: per plane the ROIs kept of the
+    run's total and why, per trial its frames, duration and the paq channels matched
+    (``print(exp.ingest_summary)`` reads as ``zstore ingest`` prints it).
 
     Examples
     --------
@@ -181,11 +191,16 @@ def ingest_suite2p(
             if kind == COLLECTION_ENCODING
             else create_collection(store, storage_options=storage_options)
         )
-        collection.append(
-            planned,
-            overwrite=overwrite,
-            progress=progress,
-            message=f"ingest {Path(path)} as experiments {list(planned)}",
+        n_trials = sum(len(built) for _, built in planned.values())
+        with reporting(progress, desc=f"ingest {subject}", parts=n_trials) as report:
+            collection.append(
+                planned,
+                overwrite=overwrite,
+                progress=report or False,  # off here: not decided again by append
+                message=f"ingest {Path(path)} as experiments {list(planned)}",
+            )
+        collection.ingest_summary = summarize_ingest(
+            collection.location, {pid: built for pid, (_, built) in planned.items()}
         )
         return collection
     ((k, plane_dir),) = planes
@@ -197,17 +212,20 @@ def ingest_suite2p(
     # One transaction: the experiment (or its replacement) appears whole, or not at all.
     exp_id = exp_id or _default_exp_id(plane.path)
     info = {"subject": subject, "session": session, **dict(metadata or {})}
-    return create_with_trials(
-        target,
-        exp_id,
-        overwrite,
-        storage_options,
-        config,
-        trials=built,
-        progress=progress,
-        message=f"ingest {plane.path} as experiment {exp_id!r}: trials {list(built)}",
-        metadata={k: v for k, v in info.items() if v is not None},
-    )
+    with reporting(progress, desc=f"ingest {exp_id}", parts=len(built)) as report:
+        exp = create_with_trials(
+            target,
+            exp_id,
+            overwrite,
+            storage_options,
+            config,
+            trials=built,
+            progress=report,
+            message=f"ingest {plane.path} as experiment {exp_id!r}: trials {list(built)}",
+            metadata={k: v for k, v in info.items() if v is not None},
+        )
+    exp.ingest_summary = summarize_ingest(exp.location, {exp_id: built})
+    return exp
 
 
 def find_planes(path: str | os.PathLike[str]) -> list[tuple[int, Path]]:
@@ -277,6 +295,7 @@ def _build_trials(
     ranges = plan_trials(plane, trials)
     paq_files = _check_paq_map(paq, ranges)
     keep = _kept_rois(plane, cells_only)
+    n_cells = int(np.sum(plane.iscell[:, 0] == 1))
     obs, masks = _obs_and_masks(plane, keep)
     config = config or StorageConfig()
     clock = SessionClock(frame_rate(plane), _plane_offset(plane, k))
@@ -302,6 +321,9 @@ def _build_trials(
                 "paq": str(paq_files[trial.trial_id]) if paq_data is not None else None,
                 "neuropil_coeff": float(neuropil_coeff),
                 "cells_only": bool(cells_only),
+                # for the ingest summary and `zstore info`: the run's ROIs, its cells
+                "rois": {"total": int(plane.n_rois), "cells": n_cells},
+                "paq_clock_edges": adata.uns.get("paq", {}).get("clock_edges"),
             },
         )
     return out
@@ -519,10 +541,12 @@ def _trial_data(
         if neuropil_coeff == 0
         else neuropil_correct(traces["F"], traces["Fneu"], coeff=neuropil_coeff)
     )
-    var = _var(plane, trial, paq, paq_channel)
+    var, clock_edges = _var(plane, trial, paq, paq_channel)
     var["time"], start = clock.place(trial.start, var["time"].to_numpy(dtype=np.float64))
     uns = _uns(plane, trial, paq)
     uns["trial"]["start_s"] = np.nan if start is None else float(start)
+    if clock_edges is not None:  # how many the paq had: the first n_frames are used
+        uns["paq"]["clock_edges"] = clock_edges
     adata = AnnotatedData(X, obs=obs.copy(), var=var, uns=uns)
     adata.layers["Fneu"] = traces["Fneu"]
     adata.layers["spks"] = traces["spks"]
@@ -570,19 +594,23 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
-def _var(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None, channel: str) -> pd.DataFrame:
+def _var(
+    plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None, channel: str
+) -> tuple[pd.DataFrame, int | None]:
+    """The trial's var, and the number of frame clock edges in its paq (None: no paq)."""
     n = trial.n_frames
     if paq is None:
         fs = frame_rate(plane, warn=False)
         var = pd.DataFrame(index=pd.Index([str(i) for i in range(n)]))
         var["time"] = np.arange(n) / fs if fs else np.full(n, np.nan)
-        return var
+        return var, None
     if channel not in paq.chan_names:
         raise PaqFormatError(
             f"{paq.path} has no frame clock channel {channel!r} (its channels are "
             f"{paq.chan_names}); pass paq_channel= (or --paq-channel) with the right name"
         )
     edges = frame_times(paq, channel=channel)
+    found = len(edges)
     if len(edges) < n:
         raise PaqFormatError(
             f"{paq.path} has {len(edges)} frame clock edges but trial {trial.trial_id!r} has "
@@ -603,7 +631,7 @@ def _var(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None, channel: s
         index=pd.Index([str(e) for e in edges]),
     )
     var["time"] = (edges - edges[0]) / paq.rate
-    return var
+    return var, found
 
 
 def _column_names(paq: PaqData) -> list[str]:

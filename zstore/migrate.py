@@ -31,6 +31,7 @@ from .arrays import StorageConfig
 from .errors import LegacyFormatError, NotAnExperimentError, emit_user_warning
 from .experiment import Experiment
 from .opening import create_with_trials
+from .progress import ProgressOption, reporting
 from .store import EXPERIMENT_ENCODING, TRIALS, StoreLike
 from .trialio import read_trial
 
@@ -45,13 +46,17 @@ def migrate(
     *,
     storage_options: Mapping[str, Any] | None = None,
     new_storage_options: Mapping[str, Any] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressOption | Callable[[str, int, int], None] = None,
 ) -> Experiment:
     """Copy the zstore 0.1 experiment at ``old`` into a new experiment at ``new``.
 
     ``old`` is a local path or an ``s3://`` URL (``storage_options`` for it); ``new``
     anything :func:`zstore.create_experiment` takes. ``old`` is only read. Every chunk
     is decoded (so checksummed) on the way. Returns the new experiment.
+
+    ``progress``: ``True`` shows a bar over the shards of every trial, ``False``
+    nothing, ``None`` (default) a bar in interactive sessions only; a callable is
+    called with ``(trial_id, shards_done, shards_total)``.
 
     Examples
     --------
@@ -104,16 +109,18 @@ def migrate(
         _warn_absent_shards(store, group, trial_id, where)
         trials[trial_id] = (adata, state.provenance)
         config = config or _config_of(cast(zarr.Array, group["X"]))
-    return create_with_trials(
-        new,
-        str(meta["expID"]),
-        False,
-        new_storage_options,
-        config,
-        trials=trials,
-        progress=progress,
-        message=f"migrate {where} (zstore 0.1): trials {list(trials)}",
-    )
+    exp_id = str(meta["expID"])
+    with reporting(progress, desc=f"migrate {exp_id}", parts=len(trials)) as report:
+        return create_with_trials(
+            new,
+            exp_id,
+            False,
+            new_storage_options,
+            config,
+            trials=trials,
+            progress=report,
+            message=f"migrate {where} (zstore 0.1): trials {list(trials)}",
+        )
 
 
 def _legacy_store(old: str | os.PathLike[str], options: Mapping[str, Any] | None) -> Any:
