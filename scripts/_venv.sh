@@ -16,7 +16,12 @@ SPEC="."
 STAMP="$VENV/.zstore-installed-$(echo "$SPEC" | tr -c 'a-z' '_')"
 if [[ ! -f "$STAMP" || "$ROOT/pyproject.toml" -nt "$STAMP" ]]; then
   echo "==> installing zstore$([[ -n "$EXTRA" ]] && echo " with the $EXTRA extra") into $VENV"
-  (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet -e "$SPEC")
+  # pip's build backend prints notices (BuildBackendWarning: Editable installation)
+  # even with --quiet: show its output only when the install fails.
+  if ! PIP_LOG=$(cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet -e "$SPEC" 2>&1); then
+    echo "$PIP_LOG" >&2
+    exit 1
+  fi
   touch "$STAMP"
 fi
 PY="$VENV/bin/python"

@@ -3,17 +3,25 @@ then a collection of 2 sessions x 2 planes.
 
 Writes a synthetic Suite2p run (with one .paq per trial), ingests it into a local
 store, then does what the tutorial does: load a trial, print it, add and save dF/F
-lazily, look at obs, the pixel masks and var, and concatenate the trials. Then ingests
-two sessions of a two-plane run into one collection and prints its trial table.
+lazily, look at obs, the pixel masks and var, concatenate the trials, and export
+plain anndata and NWB copies. Then ingests two sessions of a two-plane run into one
+collection and prints its trial table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import re
 import shutil
+import textwrap
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
+import anndata
 import numpy as np
 import pandas as pd
 
@@ -23,6 +31,29 @@ import zstore.synthetic as syn
 
 def step(title: str) -> None:
     print(f"\n=== {title}")
+
+
+# The warning zstore gives when a paq has more frame-clock edges than the trial has frames.
+EXTRA_EDGES = r"(\S+\.paq): (\d+) frame clock edges for (\d+) imaging frames"
+
+
+@contextlib.contextmanager
+def extra_edges_expected(found: list[re.Match[str]]) -> Iterator[None]:
+    """Collect zstore's warning about extra frame-clock edges into ``found``.
+
+    The synthetic paq files carry a few trailing frame-clock pulses on purpose (as real
+    rigs do): that warning is expected here, and the demo explains it instead of
+    showing it. Every other warning is shown as usual.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=EXTRA_EDGES, category=zs.ZstoreWarning)
+        yield
+    for w in caught:
+        match = re.match(EXTRA_EDGES, str(w.message))
+        if match and issubclass(w.category, zs.ZstoreWarning):
+            found.append(match)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def main() -> None:
@@ -56,8 +87,21 @@ def main() -> None:
 
     step("ingest: zs.ingest_suite2p(plane, store, paq=paqs)")
     t0 = time.perf_counter()
-    exp = zs.ingest_suite2p(plane, store, paq=paqs, overwrite=True)
+    extra: list[re.Match[str]] = []
+    with extra_edges_expected(extra):
+        exp = zs.ingest_suite2p(plane, store, paq=paqs, overwrite=True)
     print(f"{store} written in {time.perf_counter() - t0:.1f} s")
+    if extra:
+        counts = ", ".join(f"{m[1]} has {m[2]} edges for {m[3]} frames" for m in extra)
+        note = (
+            f"note: the synthetic paq files carry extra frame-clock edges on purpose, as "
+            f"real rigs give a few trailing pulses ({counts}). zstore kept the first edges "
+            f"of each paq, one per imaging frame, as the trial's frame times (var index and "
+            f"'time') and dropped the extra ones, with a warning per trial that the demo "
+            f"expects and leaves out."
+        )
+        print(textwrap.fill(note, width=100, subsequent_indent="      "))
+    print(f">>> print(exp.ingest_summary)\n{exp.ingest_summary}")
 
     step("open the experiment and load a trial (lazy: metadata, obs and var only)")
     exp = zs.open_experiment(store, mode="r+")
@@ -102,6 +146,29 @@ def main() -> None:
         f">>> list(zs.open_experiment(store, version={before!r}).load_trial({first!r}).data.layers)"
     )
     print(list(old.load_trial(first).data.layers))
+
+    step("sharing: plain anndata and NWB copies, read back without zstore")
+    h5ad = root / f"{first}.h5ad"
+    h5ad.unlink(missing_ok=True)
+    zs.export(exp, h5ad, trial=first)
+    back = anndata.read_h5ad(h5ad)
+    print(f"zs.export(exp, {str(h5ad)!r}, trial={first!r}); anndata.read_h5ad -> {back.shape}, "
+          f"layers {list(back.layers)}, masks {type(back.obsm['ypix']).__name__}")  # fmt: skip
+    if importlib.util.find_spec("pynwb") is None:
+        print("NWB: pip install 'zstore[nwb]', then zs.export_nwb(exp, 'RL109.nwb', ...)")
+    else:
+        import pynwb
+
+        nwb = root / "RL109.nwb"
+        nwb.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        zs.export_nwb(exp, nwb, session_start_time="2024-05-01T10:00:00+00:00", subject="RL109")
+        with pynwb.NWBHDF5IO(str(nwb), "r") as io:
+            f = io.read()
+            rois = f.processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+            series = list(f.processing["ophys"]["Fluorescence"].roi_response_series)
+            print(f"zs.export_nwb(exp, {str(nwb)!r}, ...) in {time.perf_counter() - t0:.1f} s; "
+                  f"pynwb reads {len(rois)} ROIs, Fluorescence {series}, {len(f.trials)} trials")  # fmt: skip
 
     step("many sessions and planes: a collection (2 sessions x 2 planes), one table")
     lab = root / "lab.zarr"

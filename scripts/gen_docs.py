@@ -26,7 +26,7 @@ Nothing reads chunk data unless asked. Attributes never do I/O; methods that do 
 |---|---|---|
 | `open_experiment`, `exp.refresh()` | the repository's config, the branch, one snapshot (every node's metadata) | - |
 | `exp.expID`, `exp.trialIDs`, `exp.version`, `exp.config`, `len(exp)`, `in` | nothing (the snapshot read at open) | - |
-| `exp.load_trial`, `exp.concat` | each trial's obs, var, uns and eager obsm (manifests and their chunks) | - |
+| `exp.load_trial`, `exp.concat` | each trial's obs, var, uns and eager obsm (manifests and their chunks), and the summary images its uns refers to (each once per `Experiment` object) | - |
 | `exp.layer_names`, `exp.open_zarr` | nothing (metadata of the snapshot) | - |
 | `trial.data` verbs (`add_layer`, `add_obs`, ...), `normalize_dff` on dask | nothing | - |
 | `.compute()`, indexing lazy X / layers / masks | the chunks selected | - |
@@ -98,7 +98,51 @@ def api_page() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+JSON_SECTION = """## `zstore info --json` and `zstore ingest --json`
+
+For scripts. Keys are added, never renamed or given another meaning without raising
+`info_format` (now {info_format}). Numbers are JSON numbers; unknown values are `null`.
+
+`zstore info STORE --json` of an experiment:
+
+| key | value |
+|---|---|
+| `info_format`, `zstore_version` | the document's format (an integer) and the zstore that wrote it |
+| `kind` | `"experiment"` |
+| `location`, `version` | where the store is, and the version (snapshot ID) described |
+| `experiment`, `metadata` | the experiment ID and what was recorded at ingest (subject, session, plane, ...) |
+| `totals` | `trials`, `frames`, `duration_s` (null if a trial's is unknown), `stored_bytes` (the whole experiment) |
+| `trials` | one object per trial, in the order they were added (below) |
+
+Each trial:
+
+| key | value |
+|---|---|
+| `trial`, `n_rois`, `n_frames`, `fs`, `start_s`, `duration_s` | the trial's ID, shape, frame rate (Hz) and session time (s) |
+| `rois` | `stored`; `cells` (`iscell == 1`) and `total` ROIs of the Suite2p run; `dropped` (`total - stored`); `text`, e.g. "21 of 23 ROIs kept: 2 non-cells dropped (iscell == 0)" |
+| `channels` | the paq channels sampled at each frame (var columns but `time`) |
+| `X`, `layers` | `X` and each layer by name: `computed` (one line: how it was made) and `record` (the processing record's scalar fields, or null) |
+| `stored_bytes` | bytes stored for the trial (X, layers, obs, var, uns, masks) |
+| `source` | the trial's provenance: for Suite2p, `plane_dir`, `plane`, `frames` ([start, stop) of the run), `paq`, `neuropil_coeff`, `cells_only`, `rois` |
+| `storage` | with `--storage` only: per array `name`, `shape`, `dtype`, `shards`, `chunks`, `codecs`, `nbytes`, `stored_bytes` |
+
+Of a collection: `info_format`, `zstore_version`, `kind` (`"collection"`), `location`,
+`version`, `where` (the `--where` query or null), `totals` (`experiments`, `trials`,
+`frames`, `duration_s`, `stored_bytes`) and `experiments`: one object per experiment with
+`experiment`, `metadata`, `totals` and `trials` as above.
+
+`zstore ingest ... --json` prints what was ingested (`zs.IngestSummary.to_dict()`):
+`location`, `n_trials` and `experiments`, each with `exp_id`, `plane`, `plane_dir`, `fs`,
+`rois_total`, `rois_cells`, `rois_kept`, `rois_dropped`, `cells_only`, `neuropil_coeff`,
+`layers`, `n_frames`, `duration_s` and `trials` (`trial_id`, `frames`, `n_frames`,
+`start_s`, `duration_s`, `files`, `paq`, `channels`, `clock_edges`: the frame clock
+edges found in the paq, of which the first `n_frames` were used).
+"""
+
+
 def cli_page() -> str:
+    from zstore.summary import INFO_FORMAT
+
     parts = ["# The `zstore` command", "", "Generated from `--help` by `scripts/gen_docs.py`.", ""]
     for argv in ([], ["ingest"], ["info"], ["dff"], ["plot"]):
         buffer = io.StringIO()
@@ -106,6 +150,7 @@ def cli_page() -> str:
             cli_main([*argv, "--help"])
         title = " ".join(["zstore", *argv])
         parts += [f"## `{title}`", "", "```", buffer.getvalue().rstrip(), "```", ""]
+    parts.append(JSON_SECTION.format(info_format=INFO_FORMAT))
     return "\n".join(parts).rstrip() + "\n"
 
 
