@@ -142,6 +142,28 @@ def test_every_trial_gives_the_ops_images(
     assert zs.verify_experiment(exp, progress=False) == []
 
 
+def test_replacing_an_experiment_with_the_same_run_keeps_its_images(
+    run: tuple[Path, dict[str, Path], dict[str, Any]], tmp_path: Path
+) -> None:
+    # The replacement deletes the old images and writes the same ones (same hashes) again:
+    # they must not be taken for another writer's and dropped (scripts/demo run twice).
+    plane, paqs, ops = run
+    ingest_quietly(plane, tmp_path / "e.zarr", paq=paqs, exp_id="RL109")
+    for _ in range(2):
+        exp = ingest_quietly(plane, tmp_path / "e.zarr", paq=paqs, exp_id="RL109", overwrite=True)
+        assert zs.verify_experiment(exp, progress=False) == []
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            uns = zs.open_experiment(tmp_path / "e.zarr").load_trial("t-001").data.uns
+        for key in IMAGES:
+            np.testing.assert_array_equal(uns["suite2p"][key], ops[key])
+    col = ingest_quietly(plane.parent, tmp_path / "c.zarr", subject="A", session="s")
+    col = ingest_quietly(
+        plane.parent, tmp_path / "c.zarr", subject="A", session="s", overwrite=True
+    )
+    assert zs.verify_experiment(col.open_experiment("A_s_plane0"), progress=False) == []
+
+
 def test_two_runs_in_one_experiment_keep_their_own_images(tmp_path: Path) -> None:
     runs = [
         syn.write_suite2p_run(tmp_path / f"run{k}", n_rois=10, frames_per_file=[30], seed=k)

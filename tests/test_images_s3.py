@@ -46,9 +46,9 @@ class Interleaving:
         self.errors: dict[str, BaseException] = {}
         self.threads: dict[str, threading.Thread] = {}
 
-    def hook(self, original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
-        def paused(settle: Any, tip: Any) -> None:
-            original(settle, tip)
+    def hook(self, original: Callable[[Any, Any, Any], None]) -> Callable[[Any, Any, Any], None]:
+        def paused(settle: Any, tip: Any, base: Any) -> None:
+            original(settle, tip, base)
             name = threading.current_thread().name
             if name in self.settled:
                 self.settled[name].set()

@@ -782,22 +782,18 @@ class _SettleImages:
             self.txn.note(path)
         return path
 
-    def __call__(self, tip: Any) -> None:
+    def __call__(self, tip: Any, base: Any) -> None:
         txn = self.txn
         # the session itself (a distributed write's fork is merged into it by now)
         ours = zarr.open_group(txn.session.store, path=self.prefix, mode="r+", zarr_format=3)
-        try:
-            tip_root: zarr.Group | None = zarr.open_group(
-                tip.store, path=self.prefix, mode="r", zarr_format=3
-            )
-        except GroupNotFoundError:
-            tip_root = None
+        tip_root = _group_or_none(tip, self.prefix)
+        base_root = tip_root if base is tip else _group_or_none(base, self.prefix)
         inside = f"{self.prefix}/{TRIALS}/" if self.prefix else f"{TRIALS}/"
         touched = {
             c.removeprefix(inside).split("/")[0] for c in txn.changes if c.startswith(inside)
         }
         deleted = settle_images(
-            ours, tip_root, writer=self.writer, touched=touched, prune=self.prune
+            ours, tip_root, base_root, writer=self.writer, touched=touched, prune=self.prune
         )
         self.deleted = deleted
         for path in deleted:  # from the repository's root, as note() records them
@@ -867,6 +863,13 @@ class _SettleImages:
 
 #: How often a write retries writing back images another writer deleted (object stores).
 _REPAIR_ATTEMPTS = 8
+
+
+def _group_or_none(session: Any, prefix: str) -> zarr.Group | None:
+    try:
+        return zarr.open_group(session.store, path=prefix, mode="r", zarr_format=3)
+    except GroupNotFoundError:
+        return None
 
 
 def _experiment_root(repo: Repo, session: Any, prefix: str) -> zarr.Group | None:

@@ -337,17 +337,21 @@ def referenced(root: zarr.Group, trials: Iterable[str] | None = None) -> set[str
 def settle_images(
     ours: zarr.Group,
     tip: zarr.Group | None,
+    base: zarr.Group | None,
     *,
     writer: ImageWriter | None,
     touched: Iterable[str],
     prune: bool,
 ) -> list[str]:
     """Run just before a commit (under the commit lock), with ``tip`` the experiment's root
-    in the newest version: makes this transaction's images agree with it.
+    in the newest version and ``base`` in the version this transaction began from: makes
+    this transaction's images agree with the tip.
 
     - An image this transaction created that another writer committed meanwhile (same
-      content: the name is its hash) is dropped from this transaction, so both commits
-      go in without a conflict.
+      content: the name is its hash; in the tip and not in ``base``) is dropped from this
+      transaction, so both commits go in without a conflict. One that was in ``base``
+      too is this transaction's own: it deleted the image (replacing the experiment) and
+      wrote it again; dropping it would leave the trials without it.
     - An image this transaction refers to again that another writer deleted meanwhile
       (its last trial removed) is written again.
     - With ``prune``: images that neither this transaction's trials nor the newest
@@ -357,11 +361,15 @@ def settle_images(
     """
     deleted: list[str] = []
     tip_images = tip.get(IMAGES) if tip is not None else None
+    base_images = base.get(IMAGES) if base is not None else None
     if writer is not None and isinstance(tip_images, zarr.Group):
         mine = cast(zarr.Group, ours[IMAGES])
         for path in writer.written:
             name = path.removeprefix(f"{IMAGES}/")
-            if is_image_array(tip_images.get(name)):
+            ours_before = isinstance(base_images, zarr.Group) and is_image_array(
+                base_images.get(name)
+            )
+            if is_image_array(tip_images.get(name)) and not ours_before:
                 del mine[name]
         for path, (key, image) in writer.reused.items():
             name = path.removeprefix(f"{IMAGES}/")

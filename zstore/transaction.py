@@ -256,8 +256,11 @@ class Repo:
                 self._check_guard(guard, message)
                 if txn.before_commit:  # under the lock: the tip cannot move meanwhile
                     tip = self.session()
+                    # the version the write began from: what others committed since is
+                    # what is in the tip and not in it
+                    base = tip if str(tip.snapshot_id) == txn.base else self.session(txn.base)
                     for hook in txn.before_commit:
-                        hook(tip)
+                        hook(tip, base)
                 changes = list(txn.changes)  # with what the hooks changed
                 metadata = {"zstore": {"changes": changes, "zstore_version": __version__}}
                 try:
@@ -426,10 +429,11 @@ class Transaction:
         self.root = zarr.open_group(self.store, path=self.prefix, mode="a", zarr_format=3)
         self.merged: list[Any] = []
         self.changes: list[str] = []
-        #: Called with a read-only session of the newest version just before the commit
-        #: (under the commit lock on local disks): to fit this write to commits made
-        #: since it began (zstore.images: shared images written by two writers).
-        self.before_commit: list[Callable[[ic.Session], None]] = []
+        #: Called with read-only sessions of the newest version and of the version this
+        #: write began from, just before the commit (under the commit lock on local
+        #: disks): to fit this write to commits made since it began (zstore.images:
+        #: shared images written by two writers).
+        self.before_commit: list[Callable[[ic.Session, ic.Session], None]] = []
         #: Called with the Repo and the write's guard after the commit, on object stores
         #: only (no commit lock, so a before_commit check can race another writer's
         #: commit): to repair what the race broke in a follow-up commit (zstore.images),
