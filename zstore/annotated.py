@@ -121,8 +121,17 @@ class AnnotatedData(ad.AnnData):
         Takes :meth:`anndata.AnnData.write_h5ad`'s arguments. Lazy X and layers are
         written block by block (unsaved ones, such as ``zs.normalize_dff``'s, computed as
         they are written); the masks are read (they are small). As anndata's, it
-        replaces an existing file; a write that fails removes the file it created. Unlike anndata's,
-        this does not turn this object's text columns into categoricals: the file's are.
+        replaces an existing file; a write that fails removes the file it created. Unlike
+        anndata's, this does not turn this object's text columns into categoricals: the
+        file's are.
+
+        Examples
+        --------
+        >>> import anndata, numpy as np, tempfile, zstore as zs
+        >>> path = tempfile.mkdtemp() + "/a.h5ad"
+        >>> zs.AnnotatedData(np.ones((2, 3), dtype="float32")).write_h5ad(path)
+        >>> anndata.read_h5ad(path).shape
+        (2, 3)
         """
         if filename is None:
             filename = self.filename
