@@ -343,10 +343,10 @@ def test_a_large_trial_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     size_mb = n_rois * n_frames * 4 / 2**20
-    # the export alone, above what the process held before it, is a fraction of the
-    # trial (holding it, transposed, would take twice its size); the whole process too
+    # the export alone, above what the process held before it (imports: ~190 MB, which
+    # varies from machine to machine, so it is not part of the bound), is a fraction of
+    # the trial: holding it, transposed, would take twice its size
     assert result["peak_mb"] - result["before_mb"] < 0.6 * size_mb, result
-    assert result["peak_mb"] < size_mb, result
     io, f = read(out)
     with io:
         rrs = f.processing["ophys"]["Fluorescence"]["F"]
