@@ -113,6 +113,7 @@ For scripts. Keys are added, never renamed or given another meaning without rais
 | `experiment`, `metadata` | the experiment ID and what was recorded at ingest (subject, session, plane, ...) |
 | `totals` | `trials`, `frames`, `duration_s` (null if a trial's is unknown), `stored_bytes` (the whole experiment) |
 | `trials` | one object per trial, in the order they were added (below) |
+| `damaged` | the trials whose metadata cannot be read (left out of `trials`): `trial`, and `problem` naming the key, e.g. "its metadata document trials/t-005/zarr.json is not valid JSON (...)" |
 
 Each trial:
 
@@ -128,8 +129,9 @@ Each trial:
 
 Of a collection: `info_format`, `zstore_version`, `kind` (`"collection"`), `location`,
 `version`, `where` (the `--where` query or null), `totals` (`experiments`, `trials`,
-`frames`, `duration_s`, `stored_bytes`) and `experiments`: one object per experiment with
-`experiment`, `metadata`, `totals` and `trials` as above.
+`frames`, `duration_s`, `stored_bytes`), `experiments`: one object per experiment with
+`experiment`, `metadata`, `totals`, `trials` and `damaged` as above, and `damaged`: the
+experiments whose own metadata cannot be read (`experiment`, `problem`).
 
 `zstore ingest ... --json` prints what was ingested (`zs.IngestSummary.to_dict()`):
 `location`, `n_trials` and `experiments`, each with `exp_id`, `plane`, `plane_dir`, `fs`,

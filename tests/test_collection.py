@@ -107,7 +107,7 @@ def test_layers_saved_later_show_in_the_table_and_select_trials(place: Place) ->
     table = col.refresh().table()
     assert table["layers"].tolist() == ["", "dFF"]
     assert col.select("layers.str.contains('dFF')") == [("E", "t-1")]
-    with pytest.raises(zs.errors.ExperimentExistsError, match="already have a layer 'dFF'"):
+    with pytest.raises(zs.errors.LayerExistsError, match="already have a layer 'dFF'"):
         zs.compute_dff(col, normalize_pct=20)
     with pytest.raises(TypeError, match="where="):
         zs.compute_dff(col, trials=["t-0"])

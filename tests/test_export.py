@@ -26,7 +26,7 @@ import zstore as zs
 import zstore.synthetic as syn
 from zstore.arrays import StorageConfig
 from zstore.cli import main
-from zstore.errors import CorruptChunkError, ExperimentExistsError, KeyNotFoundError
+from zstore.errors import AlreadyExistsError, CorruptChunkError, KeyNotFoundError
 from zstore.io.safe_pickle import load_pickled_npy
 from zstore.publish import publishing
 from zstore.ragged import RaggedArray
@@ -345,14 +345,14 @@ def test_a_corrupt_chunk_fails_the_export_and_leaves_nothing(tmp_path: Path, suf
 def test_publishing_never_replaces_what_appeared_meanwhile(tmp_path: Path) -> None:
     folder, file = tmp_path / "a.zarr", tmp_path / "a.h5ad"
     with (
-        pytest.raises(ExperimentExistsError, match="appeared while exporting"),
+        pytest.raises(AlreadyExistsError, match="appeared while exporting"),
         publishing(folder, what="export to") as temporary,
     ):
         (temporary / "X").mkdir(parents=True)
         folder.mkdir()  # an empty folder: rename(2) alone would replace it
     assert folder.is_dir() and list(folder.iterdir()) == []
     with (
-        pytest.raises(ExperimentExistsError, match="appeared while exporting"),
+        pytest.raises(AlreadyExistsError, match="appeared while exporting"),
         publishing(file, what="export to") as temporary,
     ):
         temporary.write_bytes(b"new")
@@ -485,7 +485,7 @@ def test_cli_hints_use_flags_and_api_hints_keywords(
     assert "layer=None" not in err and "zs.compute_dff" not in err
     assert main(["dff", mixed.location, "--source", "dff", "--layer", "new"]) == 1  # no write
     err = capsys.readouterr().err
-    assert "or use X (leave out --source)" in err and "layer=None" not in err
+    assert "leave out --source for X" in err and "layer=None" not in err
     if importlib.util.find_spec("pynwb") is not None:
         out = tmp_path / "m.nwb"
         nwb = ["export", mixed.location, "--to", str(out), "--session-start-time", "2026-05-01"]

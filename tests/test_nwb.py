@@ -16,7 +16,7 @@ import pytest
 
 import zstore as zs
 import zstore.synthetic as syn
-from zstore.errors import ExperimentExistsError
+from zstore.errors import AlreadyExistsError
 from zstore.nwb import export_nwb
 
 pynwb = pytest.importorskip("pynwb")
@@ -228,7 +228,7 @@ def test_never_replaces_and_leaves_no_half_file(ingested: Path, tmp_path: Path) 
     exp = zs.open_experiment(ingested)
     existing = tmp_path / "taken.nwb"
     existing.write_bytes(b"not ours")
-    with pytest.raises(ExperimentExistsError, match=r"taken\.nwb: it already exists"):
+    with pytest.raises(AlreadyExistsError, match=r"taken\.nwb: it already exists"):
         export_nwb(exp, existing, session_start_time=START)
     assert existing.read_bytes() == b"not ours"
 

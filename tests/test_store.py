@@ -223,7 +223,10 @@ def test_errors_name_the_input_and_the_fix(tmp_path: Any) -> None:
         exp.add_trial("../escape", make_adata(2, 3))
     with pytest.raises(TypeError, match="expected an AnnotatedData"):
         exp.add_trial("t-1", np.zeros((2, 3)))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"mode must be 'r'"):
+    with pytest.raises(
+        ValueError,
+        match=r"mode must be one of \('r', 'r\+'\), got 'w'; pass mode='r' or mode='r\+'",
+    ):
         zs.open_experiment(tmp_path / "exp.zarr", mode="w")
     assert not os.path.exists(tmp_path / "escape")
 

@@ -35,6 +35,18 @@ loudly when one of them changes.
   in the mapping's private ``_data`` (``set_aligned``).
 - zarr-python (checked: 3.1.6) has no public synchronous access to a store's keys:
   ``list_keys`` and ``read_bytes`` drive the async ``Store`` API with zarr's own ``sync``.
+- zarr-python (checked: 3.1.6) reads a node's metadata document with no error type of
+  its own: a document that is not JSON raises ``JSONDecodeError``, one whose attributes
+  are not an object ``TypeError``, and so on, naming neither the key nor the node; and
+  listing a group parses every child's document, so one damaged child fails the whole
+  listing. ``node_documents`` reads the documents itself and checks each with zarr's
+  parsers (``GroupMetadata.from_dict``, ``ArrayV3Metadata.from_dict``, in
+  ``zarr.core``), so zstore can name the damaged key and keep listing the others.
+- Icechunk (checked: 1.1.21) raises one type, ``IcechunkError``, for every storage
+  failure: whether an object is gone (deleted or truncated) or the service did not
+  answer can only be told by its text, in ``is_missing_object`` and nowhere else.
+  Checksums are not told by text: zstore checks a chunk's crc32c itself
+  (:mod:`zstore.shards`) and raises :class:`~zstore.errors.ChecksumMismatchError`.
 """
 
 from __future__ import annotations
@@ -42,22 +54,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import icechunk as ic
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.group import GroupMetadata
+from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
 
 from .errors import StoreError
 
 __all__ = [
+    "NodeDocument",
+    "child_names",
+    "document_key",
+    "has_node",
     "icechunk_errors",
-    "is_decode_error",
     "is_missing_object",
     "is_storage_error",
     "let_anndata_view",
@@ -65,6 +83,8 @@ __all__ = [
     "list_keys",
     "local_path_of",
     "local_storage",
+    "node_documents",
+    "parse_node_document",
     "quiet_awkward_notice",
     "quiet_icechunk",
     "read_bytes",
@@ -238,17 +258,12 @@ _MISSING = (
 )
 
 
-def is_decode_error(err: BaseException) -> bool:
-    """A chunk whose bytes fail zarr's crc32c check or its codec (zarr 3.1 raises
-    ValueError or RuntimeError with these words, no type of its own)."""
-    text = str(err).lower()
-    return isinstance(err, ValueError | RuntimeError) and any(
-        word in text for word in ("checksum", "decompress", "corrupt", "blosc", "zstd")
-    )
-
-
 def is_missing_object(err: BaseException) -> bool:
-    """A storage error that means data is gone (deleted or truncated), not unreachable."""
+    """A storage error that means data is gone (deleted or truncated), not unreachable.
+
+    Told by text: Icechunk raises ``IcechunkError`` for both
+    (``tests/test_damaged_stores.py`` pins the words of a deleted and of a truncated
+    chunk)."""
     text = str(err)
     return is_storage_error(err) and any(marker in text for marker in _MISSING)
 
@@ -287,3 +302,90 @@ def icechunk_errors(where: str) -> Iterator[None]:
             f"{where}: the storage refused the location ({short_message(err)}); check that "
             f"it is a folder (or a path where one can be made), not a file or a broken link"
         ) from None
+
+
+# -- metadata documents ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeDocument:
+    """The metadata document of one Zarr v3 node (``<path>/zarr.json``), as found."""
+
+    #: the document's key in the store (``"trials/t-005/zarr.json"``)
+    key: str
+    #: "group", "array", "absent" (no document: no node) or "damaged"
+    kind: str
+    attributes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: for "damaged": what is wrong, as the end of a sentence ("is not valid JSON (...)")
+    problem: str = ""
+
+    @property
+    def readable(self) -> bool:
+        return self.kind in ("group", "array")
+
+
+def document_key(path: str) -> str:
+    """The key of the metadata document of the node at ``path`` ("" is the root)."""
+    return f"{path.strip('/')}/zarr.json" if path.strip("/") else "zarr.json"
+
+
+def has_node(store: Store, path: str) -> bool:
+    """Whether a node (group or array, readable or not) is at ``path``: its metadata
+    document is there (``name in group`` reads and parses it, and fails if it is damaged)."""
+    return read_bytes(store, document_key(path)) is not None
+
+
+def child_names(store: Store, path: str) -> list[str]:
+    """The names of the nodes directly under the group at ``path``, sorted, without
+    parsing their metadata (zarr's ``group_keys`` fails on one damaged child)."""
+    (names,) = list_children(store, [path.strip("/")])
+    return sorted(n for n in names if n != "zarr.json")
+
+
+def node_documents(store: Store, paths: Sequence[str]) -> list[NodeDocument]:
+    """The metadata documents of the nodes at ``paths``, fetched concurrently, each
+    checked as zarr-python would read it (a damaged one does not stop the others)."""
+    keys = [document_key(p) for p in paths]
+    found = read_many(store, keys)
+    return [parse_node_document(k, raw) for k, raw in zip(keys, found, strict=True)]
+
+
+def parse_node_document(key: str, raw: bytes | None) -> NodeDocument:
+    """What the document ``raw`` (stored at ``key``; None: not there) holds, or what is
+    wrong with it."""
+    if raw is None:
+        return NodeDocument(key, "absent")
+    try:
+        doc = json.loads(raw)
+    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
+        return NodeDocument(key, "damaged", problem=f"is not valid JSON ({err})")
+    if not isinstance(doc, dict):
+        found = _json_type(doc)
+        return NodeDocument(key, "damaged", problem=f"holds a JSON {found}, not an object")
+    if doc.get("zarr_format") != 3:
+        return NodeDocument(
+            key, "damaged", problem=f"has zarr_format {doc.get('zarr_format')!r}, expected 3"
+        )
+    kind = doc.get("node_type")
+    if kind not in ("group", "array"):
+        return NodeDocument(
+            key, "damaged", problem=f"has node_type {kind!r}, expected 'group' or 'array'"
+        )
+    attributes = doc.get("attributes", {})
+    if not isinstance(attributes, dict):
+        found = _json_type(attributes)
+        return NodeDocument(
+            key, "damaged", problem=f"has 'attributes' that are a JSON {found}, not an object"
+        )
+    try:  # zarr's own parsers: whatever they refuse, zarr cannot open
+        parsed: Any = (GroupMetadata if kind == "group" else ArrayV3Metadata).from_dict(doc)
+    except Exception as err:
+        return NodeDocument(
+            key, "damaged", problem=f"is not valid Zarr metadata ({type(err).__name__}: {err})"
+        )
+    return NodeDocument(key, kind, dict(parsed.attributes))
+
+
+def _json_type(value: Any) -> str:
+    names = {str: "string", list: "array", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

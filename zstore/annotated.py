@@ -20,8 +20,9 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidNameError, KeyNotFoundError
-from .names import check_name
+from .errors import ArgumentTypeError, InvalidArgumentError, InvalidNameError, KeyNotFoundError
+from .names import check_column, check_name
+from .validate import dense_matrix
 
 __all__ = ["ALIGNED", "AnnotatedData", "plain_anndata"]
 
@@ -172,6 +173,11 @@ class AnnotatedData(ad.AnnData):
         """
         if layer is None:
             return self.X
+        if not isinstance(layer, str):
+            raise ArgumentTypeError(
+                f"layer must be a layer name (a str) or None for X, got {layer!r} "
+                f"({type(layer).__name__}); pass layer='dFF'"
+            )
         if layer not in self.layers:
             raise KeyNotFoundError(
                 f"there is no layer {layer!r} (the layers are {list(self.layers)}); compute "
@@ -204,9 +210,10 @@ class AnnotatedData(ad.AnnData):
         check_name(layer_name, kind="layer name")
         if isinstance(data, pd.DataFrame):
             data = data.to_numpy()
-        shape = tuple(getattr(data, "shape", ()))
+        data = dense_matrix(data, name="data", where=f"add_layer({layer_name!r})")
+        shape = tuple(data.shape)
         if shape != self.shape:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"add_layer({layer_name!r}): the data has shape {shape} but X has shape "
                 f"{self.shape} (ROIs x frames); pass an array of shape {self.shape}"
             )
@@ -214,7 +221,7 @@ class AnnotatedData(ad.AnnData):
         records = dict(self.uns.get("processing", {}))
         if provenance is not None:
             if not isinstance(provenance, Mapping):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"add_layer({layer_name!r}): provenance must be a mapping such as "
                     f"{{'function': 'my_filter', 'sigma': 2}}, got {type(provenance).__name__}"
                 )
@@ -391,23 +398,49 @@ def _column(frame: pd.DataFrame, name: str, values: Iterable[Any], *, axis: str,
         raise InvalidNameError(
             f"{verb}: column names must be str, got {name!r} ({type(name).__name__})"
         )
-    check_name(name, kind=f"{axis} column name")
+    check_column(name, kind=f"{axis} column name")
     if isinstance(values, pd.Series):
         if values.index.equals(frame.index):
             return values
         values = values.to_numpy()
+    elif isinstance(values, str | bytes | Mapping | set | frozenset) or not isinstance(
+        values, Iterable
+    ):
+        raise ArgumentTypeError(
+            f"{verb}({name!r}): values must be a list or 1-D array of one value per "
+            f"{unit[:-1]}, got {type(values).__name__}; pass values=[...] ({len(frame)} values)"
+        )
     elif not hasattr(values, "__len__"):
         values = list(values)
+    if getattr(values, "ndim", 1) != 1:
+        raise InvalidArgumentError(
+            f"{verb}({name!r}): values must be 1-D (one value per {unit[:-1]}), got shape "
+            f"{getattr(values, 'shape', None)}; pass values=[...] ({len(frame)} values)"
+        )
     n = len(values)  # type: ignore[arg-type]
     if n != len(frame):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{verb}({name!r}): got {n} values but the {axis} axis has {len(frame)} "
             f"{unit}; pass one value per {unit[:-1]}"
         )
-    return np.asarray(values) if not isinstance(values, pd.Categorical) else values
+    if isinstance(values, pd.Categorical):
+        return values
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError):  # values of different lengths: not one value per row
+        raise ArgumentTypeError(
+            f"{verb}({name!r}): a column holds one plain value per {unit[:-1]}, but the "
+            f"values are sequences of different lengths; ragged per-ROI arrays go to obsm: "
+            f"adata.obsm[{name!r}] = zs.RaggedArray.from_arrays(values)"
+        ) from None
 
 
 def _drop(frame: pd.DataFrame, name: str, *, verb: str, axis: str) -> None:
+    if not isinstance(name, str):
+        raise InvalidNameError(
+            f"{verb}: column names are str, got {name!r} ({type(name).__name__}); the "
+            f"{axis} columns are {list(frame.columns)}"
+        )
     if name not in frame.columns:
         raise KeyNotFoundError(
             f"{verb}({name!r}): there is no {axis} column {name!r}; "

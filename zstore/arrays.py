@@ -25,9 +25,17 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, ZstdCodec
 
-from ._compat import is_decode_error, is_missing_object, is_storage_error, short_message
-from .errors import CorruptChunkError, MissingChunkError, StoreError
-from .shards import ShardFormat, ShardReader, shard_writers
+from ._compat import is_missing_object, is_storage_error, short_message
+from .errors import (
+    ArgumentTypeError,
+    FormatVersionError,
+    InvalidArgumentError,
+    MissingChunkError,
+    NotAnExperimentError,
+    StoreError,
+)
+from .shards import ShardFormat, ShardReader, read_checked, shard_writers
+from .validate import choice, positive_int
 
 __all__ = [
     "DIMENSION_NAMES",
@@ -64,7 +72,9 @@ class StorageConfig:
         bit-shuffling variants ``"blosc-lz4-bit"`` and ``"blosc-zstd-bit"``, ``"zstd"``
         or ``"none"``. A crc32c checksum is always appended.
     clevel
-        Compression level for the codec.
+        Compression level for the codec: 0..9 for the blosc codecs, -131072..22 for
+        ``"zstd"``. Every field is checked here (an ``ArgumentTypeError`` or
+        ``InvalidArgumentError`` naming it), not at the first write.
 
     Examples
     --------
@@ -82,21 +92,28 @@ class StorageConfig:
     clevel: int = 5
 
     def __post_init__(self) -> None:
+        where = "StorageConfig"
         for field in ("shard_bytes", "inner_rois", "inner_frames"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"StorageConfig.{field} must be a positive int, got {value!r}")
-        if self.codec not in _CODECS:
-            raise ValueError(
-                f"StorageConfig.codec must be one of {sorted(_CODECS)}, got {self.codec!r}"
+            value = positive_int(
+                getattr(self, field), name=field, where=where, fix=f"pass {field}=<int >= 1>"
             )
-        top = 22 if self.codec == "zstd" else 9
-        if isinstance(self.clevel, bool) or not isinstance(self.clevel, int):
-            raise ValueError(f"StorageConfig.clevel must be an int, got {self.clevel!r}")
-        if not 0 <= self.clevel <= top:
-            raise ValueError(
-                f"StorageConfig.clevel must be 0..{top} for codec {self.codec!r}, got {self.clevel}"
+            if value > _MAX_SIZE:
+                raise InvalidArgumentError(
+                    f"{where}: {field}={value} is beyond what a store records (at most "
+                    f"2**53); pass {field}=<int >= 1>, e.g. {field}="
+                    f"{getattr(StorageConfig, field)}"
+                )
+            object.__setattr__(self, field, value)  # a plain int (numpy's do not go to JSON)
+        codec = choice(self.codec, sorted(_CODECS), name="codec", where=where)
+        low, high = CLEVELS.get(codec, (0, 9))
+        fix = f"pass clevel=<{low}..{high}> (codec {codec!r})"
+        level = positive_int(self.clevel, name="clevel", where=where, fix=fix, minimum=low)
+        if level > high:
+            raise InvalidArgumentError(
+                f"{where}: clevel must be {low}..{high} for codec {codec!r}, got {level}; "
+                f"pass clevel=<{low}..{high}>, e.g. clevel=5"
             )
+        object.__setattr__(self, "clevel", level)
 
     def compressors(self) -> list[Any]:
         return [*_CODECS[self.codec](self.clevel), Crc32cCodec()]
@@ -109,18 +126,31 @@ class StorageConfig:
     def from_json(cls, document: Any, *, where: str = "the experiment") -> StorageConfig:
         """The configuration recorded in an experiment (defaults for keys it lacks)."""
         if not isinstance(document, dict):
-            raise ValueError(
-                f"{where}: the recorded storage configuration is not a mapping: {document!r}"
+            raise NotAnExperimentError(
+                f"{where}: the recorded storage configuration is not a mapping: "
+                f"{document!r}; an earlier version may be intact: `zstore history`"
             )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(document) - known)
         if unknown:
-            raise ValueError(
+            raise FormatVersionError(
                 f"{where}: the recorded storage configuration has keys {unknown} this "
                 f"zstore does not know; upgrade zstore (pip install -U zstore)"
             )
-        return cls(**document)
+        try:
+            return cls(**document)
+        except (ArgumentTypeError, InvalidArgumentError) as err:
+            raise NotAnExperimentError(
+                f"{where}: the recorded storage configuration is damaged ({err}); an "
+                f"earlier version may be intact: `zstore history`"
+            ) from None
 
+
+#: The compression levels each codec takes (blosc: 0..9; zstd: its negative "fast"
+#: levels down to ZSTD_minCLevel, -131072, up to 22). ``none`` takes 0..9 and ignores it.
+CLEVELS = {"zstd": (-(1 << 17), 22)}
+#: The largest size a store records exactly (JSON numbers: 2**53).
+_MAX_SIZE = 1 << 53
 
 _CODECS: dict[str, Callable[[int], list[Any]]] = {
     "blosc-lz4": lambda level: [
@@ -401,9 +431,8 @@ class _ChecksummedReader:
             region = _basic_region(key, self.shape)
             if region is not None and self.shards is not None:
                 out = self.shards.read(region[0])[region[1]]
-            else:
-                basic = all(isinstance(k, slice | int | np.integer) for k in _as_tuple(key))
-                out = np.asarray(self.array[key] if basic else self.array.oindex[key])
+            else:  # zarr-python reads; a damaged chunk raises CorruptChunkError
+                out = read_checked(self.array, key, self.label)
         if out.nbytes >= _TRIM_AFTER_BYTES:  # a trim costs ~10 ms: only after big reads
             release_freed_memory()
         return out
@@ -412,20 +441,13 @@ class _ChecksummedReader:
 @contextlib.contextmanager
 def read_errors(what: str, explain: Callable[[], str] | None = None) -> Iterator[None]:
     """Re-raise what reading stored data can fail with as zstore's errors about ``what``
-    (e.g. "trial 't' X: a stored chunk in region [0:32, :]"): a changed byte is
-    CorruptChunkError, a deleted or truncated object MissingChunkError (``explain``,
-    called then, may say why: a version gc removed), an unreachable storage StoreError.
+    (e.g. "trial 't' X: a stored chunk in region [0:32, :]"): a deleted or truncated
+    object MissingChunkError (``explain``, called then, may say why: a version gc
+    removed), an unreachable storage StoreError. A changed byte is CorruptChunkError
+    already, from the reader that checked it (:mod:`zstore.shards`): it passes through.
     """
     try:
         yield
-    except (ValueError, RuntimeError) as err:
-        if is_storage_error(err) or not is_decode_error(err):
-            raise
-        why = "failed its crc32c checksum" if "checksum" in str(err) else "cannot be decoded"
-        raise CorruptChunkError(
-            f"{what} {why}, so its bytes were changed after writing; run `zstore verify` "
-            f"to list damaged chunks and restore them from a copy"
-        ) from err
     except Exception as err:
         if not is_storage_error(err):
             raise

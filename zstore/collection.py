@@ -23,21 +23,23 @@ from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import pandas as pd
-import zarr
 
 from .annotated import AnnotatedData
 from .arrays import StorageConfig
+from .documents import check_child_group, check_experiment_node
 from .errors import (
+    ArgumentTypeError,
     ConflictError,
     ExperimentExistsError,
     ExperimentNotFoundError,
+    InvalidArgumentError,
     NotAnExperimentError,
     ReadOnlyError,
     TrialChangedError,
 )
 from .experiment import MODES, Experiment, _check_version, _write_trials
 from .images import IMAGES
-from .names import check_name
+from .names import check_name, stored_name
 from .opening import (
     check_open_mode,
     experiment_attributes,
@@ -58,6 +60,7 @@ from .store import (
 )
 from .table import query_table, read_table
 from .transaction import Commit, GarbageReport, Repo, Transaction
+from .validate import boolean, choice, duration, optional_text
 
 if TYPE_CHECKING:
     from .summary import IngestSummary
@@ -114,11 +117,7 @@ class Collection:
                 f"{meta.get('encoding-type')!r}, expected {COLLECTION_ENCODING!r})"
             )
         _check_version(meta, where)
-        if not isinstance(root.get(EXPERIMENTS), zarr.Group):
-            raise NotAnExperimentError(
-                f"{where}: the collection's metadata is damaged (no '{EXPERIMENTS}' group); "
-                f"an earlier version may be intact: `zstore history {where}`"
-            )
+        check_child_group(root, EXPERIMENTS, where, "one group per experiment")
         self._session = session
         self._root = root
         self._meta = dict(meta)
@@ -150,7 +149,7 @@ class Collection:
         return list(self._ids)
 
     def __contains__(self, exp_id: object) -> bool:
-        return exp_id in self.experimentIDs
+        return isinstance(exp_id, str) and exp_id in self.experimentIDs
 
     def __len__(self) -> int:
         return len(self.experimentIDs)
@@ -190,6 +189,9 @@ class Collection:
         """Expire versions older than ``keep`` and delete the data no kept version uses
         (every experiment of the collection; see :meth:`Experiment.collect_garbage`)."""
         self._require_writable("collect garbage")
+        duration(keep, name="keep", where="collect_garbage")
+        duration(grace, name="grace", where="collect_garbage")
+        boolean(dry_run, name="dry_run", where="collect_garbage")
         return self._repo.collect_garbage(keep=keep, grace=grace, dry_run=dry_run)
 
     # -- the table -------------------------------------------------------------------------
@@ -213,6 +215,7 @@ class Collection:
                 experiment subject  trial  n_rois  n_frames
         0  RL109_s1_plane0   RL109  t-000       4        10
         """
+        where = optional_text(where, name="where", where="table")
         if self._table is None:
             self._table = read_table(self._session.store, self.location)
         table = self._table
@@ -230,15 +233,13 @@ class Collection:
     def open_experiment(self, exp_id: str, *, mode: str | None = None) -> Experiment:
         """One experiment of the collection, at this object's version; ``mode`` defaults
         to the collection's (``"r+"`` needs the collection opened with ``mode="r+"``)."""
-        mode = mode or self.mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+        mode = self.mode if mode is None else choice(mode, MODES, name="mode")
         if mode == "r+" and self.mode == "r":
             raise ReadOnlyError(
                 f"the collection at {self.location} was opened read-only; open it with "
                 f"zs.open_collection(..., mode='r+') to write to its experiments"
             )
-        check_name(exp_id, kind="experiment ID")
+        exp_id = stored_name(exp_id, lambda: self.experimentIDs, kind="experiment ID")
         self._require(exp_id)
         return Experiment(
             self._repo,
@@ -260,6 +261,12 @@ class Collection:
         self, exp_id: str, *, metadata: Mapping[str, Any] | None = None
     ) -> Experiment:
         """Add an empty experiment (trials are added with ``exp.add_trial``)."""
+        check_name(exp_id, kind="experiment ID")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ArgumentTypeError(
+                f"create_experiment({exp_id!r}): metadata must be a dict such as "
+                f"{{'subject': 'RL109', 'plane': 0}} or None, got {type(metadata).__name__}"
+            )
         self.append({exp_id: (metadata or {}, {})})
         return self.open_experiment(exp_id)
 
@@ -354,8 +361,8 @@ class Collection:
         """Remove an experiment and its trials from the next version (one transaction;
         earlier versions keep it until ``zstore gc``)."""
         self._require_writable(f"remove experiment {exp_id!r}")
-        check_name(exp_id, kind="experiment ID")
         self.refresh()
+        exp_id = stored_name(exp_id, lambda: self.experimentIDs, kind="experiment ID")
         self._require(exp_id)
         with self._repo.transaction(f"remove experiment {exp_id!r}") as txn:
             if exp_id not in txn.group(EXPERIMENTS):
@@ -404,7 +411,7 @@ class Collection:
         """The trials ``where`` selects, grouped by experiment; none is an error."""
         chosen = self.select(where)
         if not chosen:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"no trial of the collection at {self.location} matches where={where!r}"
             )
         by_exp: dict[str, list[str]] = {}
@@ -414,6 +421,9 @@ class Collection:
 
     def _require(self, exp_id: str) -> None:
         if exp_id not in self.experimentIDs:
+            # there, but its metadata cannot be read (the table leaves it out): say so
+            where = self.location
+            check_experiment_node(self._session.store, f"{EXPERIMENTS}/{exp_id}", exp_id, where)
             ids = self.experimentIDs
             shown = ids if len(ids) <= 10 else [*ids[:10], f"... ({len(ids)} in all)"]
             raise ExperimentNotFoundError(
@@ -449,11 +459,13 @@ def _described(ids: list[str], held: pd.DataFrame) -> str:
 def _check_planned(planned: Planned) -> None:
     """Every ID, trial ID and trial checked before a transaction begins."""
     if not isinstance(planned, Mapping):
-        raise TypeError(f"append takes {{experiment ID: (metadata, trials)}}, got {planned!r}")
+        raise ArgumentTypeError(
+            f"append takes {{experiment ID: (metadata, trials)}}, got {planned!r}"
+        )
     for exp_id, entry in planned.items():
         check_name(exp_id, kind="experiment ID")
         if not (isinstance(entry, tuple) and len(entry) == 2):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"experiment {exp_id!r}: expected (metadata, {{trial ID: (AnnData, "
                 f"provenance)}}), got {type(entry).__name__}"
             )
@@ -463,7 +475,7 @@ def _check_planned(planned: Planned) -> None:
             check_name(trial_id, kind="trial ID")
             adata = value[0] if isinstance(value, tuple) and len(value) == 2 else value
             if not isinstance(value, tuple) or not isinstance(adata, ad.AnnData):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"experiment {exp_id!r} trial {trial_id!r}: expected (AnnotatedData, "
                     f"provenance or None), got {type(value).__name__}; wrap arrays with "
                     f"zs.AnnotatedData(X, obs, var)"
@@ -514,6 +526,12 @@ def create_collection(
     >>> col.experimentIDs, len(col.table())
     ([], 0)
     """
+    boolean(overwrite, name="overwrite", where="create_collection")
+    if config is not None and not isinstance(config, StorageConfig):
+        raise ArgumentTypeError(
+            f"create_collection: config must be a zs.StorageConfig or None, got "
+            f"{type(config).__name__}; pass config=zs.StorageConfig(codec='zstd', clevel=5)"
+        )
     config = config or StorageConfig()
     place = resolve(store, storage_options=storage_options)
     repo = prepare(place, overwrite=overwrite, kind=COLLECTION_ENCODING)

@@ -11,26 +11,37 @@ import sys
 import warnings
 
 __all__ = [
+    "AlreadyExistsError",
+    "ArgumentTypeError",
+    "ChecksumMismatchError",
     "ConflictError",
     "CorruptChunkError",
     "ExperimentExistsError",
     "ExperimentNotFoundError",
     "FormatVersionError",
+    "IncompatibleDataError",
+    "InvalidArgumentError",
     "InvalidNameError",
     "KeyNotFoundError",
+    "LayerExistsError",
     "LegacyFormatError",
     "MissingChunkError",
     "NotAnExperimentError",
+    "OutOfMemoryError",
     "PaqFormatError",
+    "PathNotFoundError",
     "ReadOnlyError",
     "RoiNotFoundError",
+    "RowPositionError",
     "StorageOptionsError",
     "StoreError",
     "Suite2pFormatError",
     "TrialChangedError",
+    "TrialExistsError",
     "TrialNotFoundError",
     "UnsafeOverwriteError",
     "UnsafePickleError",
+    "UnstorableValueError",
     "VersionNotFoundError",
     "ZstoreWarning",
     "emit_user_warning",
@@ -41,8 +52,35 @@ class ZstoreWarning(UserWarning):
     """Something the user should know about their data (e.g. ROIs whose dF/F is NaN)."""
 
 
+class InvalidArgumentError(ValueError):
+    """An argument of the right type whose value cannot be used (out of range, not
+    finite, a duplicate, too large for the data); the message names the argument, what
+    it takes and the fix (``pass name=...``)."""
+
+
+class ArgumentTypeError(TypeError):
+    """An argument of the wrong type (text or a bool where a number is expected, a
+    sparse matrix where a dense one is); the message names the argument, what it takes
+    and the fix (``pass name=...``)."""
+
+
+class RowPositionError(InvalidArgumentError, IndexError):
+    """A row position (``iloc=``) outside the rows of the data."""
+
+
+class IncompatibleDataError(ValueError):
+    """Stored data that cannot serve the call whatever its arguments' types: trials of
+    different ROIs or frame rates put together, a trial without frames or whose frame
+    times do not increase; the message names the trials and what to select instead."""
+
+
 class InvalidNameError(ValueError):
     """A trial ID, layer or column name that cannot be a key in the store."""
+
+
+class UnstorableValueError(ValueError):
+    """A value (an obs/var column, an uns entry) that anndata cannot store, or would not
+    read back as it was; the message names it and how to convert it."""
 
 
 class KeyNotFoundError(KeyError):
@@ -68,8 +106,25 @@ class VersionNotFoundError(KeyNotFoundError):
     """A version (snapshot) that the experiment does not have, or no longer has."""
 
 
-class ExperimentExistsError(FileExistsError):
-    """Creating an experiment, trial or layer where one already exists."""
+class AlreadyExistsError(FileExistsError):
+    """Creating something (an experiment, trial, layer or file) where one already exists."""
+
+
+class ExperimentExistsError(AlreadyExistsError):
+    """Creating an experiment (or a collection) where one already exists."""
+
+
+class TrialExistsError(AlreadyExistsError):
+    """Adding a trial under an ID the experiment already has, without overwrite=True."""
+
+
+class LayerExistsError(AlreadyExistsError):
+    """Writing a layer that a trial already has, without overwrite=True."""
+
+
+class PathNotFoundError(FileNotFoundError):
+    """A path where nothing is: no experiment or collection at a store's path, or no
+    folder to write an export into; the message names the path and what to check."""
 
 
 class UnsafeOverwriteError(FileExistsError):
@@ -101,7 +156,14 @@ class ReadOnlyError(PermissionError):
 
 
 class CorruptChunkError(ValueError):
-    """A stored chunk whose checksum does not match its bytes."""
+    """A stored chunk whose bytes are damaged: its checksum does not match them
+    (:class:`ChecksumMismatchError`), they do not decode, or the chunk is missing
+    (:class:`MissingChunkError`)."""
+
+
+class ChecksumMismatchError(CorruptChunkError):
+    """A stored chunk whose crc32c checksum does not match its bytes (they changed
+    after writing)."""
 
 
 class MissingChunkError(CorruptChunkError):
@@ -110,6 +172,11 @@ class MissingChunkError(CorruptChunkError):
 
 class StoreError(OSError):
     """The storage failed (unreachable, refused, or its own files damaged)."""
+
+
+class OutOfMemoryError(MemoryError):
+    """A write (an ingest, a save, dF/F) that ran out of memory, or of room to start a
+    thread; the message names the operation and how to use less. Nothing was saved."""
 
 
 class StorageOptionsError(ValueError):

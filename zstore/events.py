@@ -20,8 +20,14 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-from .errors import KeyNotFoundError
+from .errors import (
+    ArgumentTypeError,
+    IncompatibleDataError,
+    InvalidArgumentError,
+    KeyNotFoundError,
+)
 from .rois import resolve_rois
+from .validate import finite_number, positive_number, shown
 from .views import _times, _where, frame_times, layer_quantity
 
 __all__ = ["event_windows", "events_from_channel"]
@@ -52,6 +58,16 @@ def events_from_channel(source: Any, channel: str, threshold: float) -> Any:
     >>> zs.events_from_channel(trial, "stim", threshold=2.5)
     array([1. , 2.5])
     """
+    here = "events_from_channel"
+    _check_source(source, here)
+    if not isinstance(channel, str):
+        raise ArgumentTypeError(
+            f"{here}: channel must be the name of a var column (a paq channel, a str), got "
+            f"{shown(channel)}; pass channel='stim'"
+        )
+    threshold = finite_number(
+        threshold, name="threshold", where=here, fix="pass threshold=<volts>, e.g. 2.5"
+    )
     if hasattr(source, "trialIDs"):
         rows = []
         for tid in source.trialIDs:
@@ -65,8 +81,6 @@ def events_from_channel(source: Any, channel: str, threshold: float) -> Any:
             f"channels) are {list(data.var.columns)}"
         )
     values = pd.to_numeric(data.var[channel], errors="coerce").to_numpy(dtype=np.float64)
-    if not np.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     above = values > threshold
     onsets = np.flatnonzero(above[1:] & ~above[:-1]) + 1
     return _times(data)[onsets]
@@ -127,18 +141,19 @@ def event_windows(
     """
     import xarray as xr
 
-    for name, value in (("before", before), ("after", after)):
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-            raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not (np.isfinite(before) and np.isfinite(after)) or before < 0 or after < 0:
-        raise ValueError(f"before and after must be seconds >= 0, got {before!r}, {after!r}")
+    here = "event_windows"
+    before = positive_number(
+        before, name="before", where=here, fix="pass before=<number of seconds>", allow_zero=True
+    )
+    after = positive_number(
+        after, name="after", where=here, fix="pass after=<number of seconds>", allow_zero=True
+    )
     if layer is not None and not isinstance(layer, str):
-        raise TypeError(f"layer must be a layer name (or None for X), got {layer!r}")
-    if not hasattr(source, "trialIDs") and not hasattr(source, "trialID"):
-        raise TypeError(
-            f"event_windows cuts from a stored Trial or Experiment, got "
-            f"{type(source).__name__}; load one with exp.load_trial(ID)"
+        raise ArgumentTypeError(
+            f"{here}: layer must be a layer name (a str) or None for X, got {shown(layer)}; "
+            f"pass layer='dFF'"
         )
+    _check_source(source, here)
     table = _event_table(source, events)
     trials = _trials_of(source, table)
     parts = []
@@ -147,7 +162,7 @@ def event_windows(
         trial = trials[tid]
         times = _checked_times(trial)
         fs = _frame_rate(trial, times)
-        n_before, n_after = round(before * fs), round(after * fs)
+        n_before, n_after = _lags(before, after, fs, len(times), tid)
         grids[tid] = (fs, n_before, n_after)
         event_times = picked["time"].to_numpy(dtype=np.float64)
         _check_inside(times, event_times, 1 / fs, tid)
@@ -162,7 +177,7 @@ def event_windows(
     }
     if differ:
         rates = {t: round(g[0], 4) for t, g in grids.items()}
-        raise ValueError(
+        raise IncompatibleDataError(
             f"the trials' frame rates differ ({rates}): lags cannot share one frame grid; "
             f"cut windows per trial"
         )
@@ -170,7 +185,7 @@ def event_windows(
     first = parts[0][2]
     for _, _, trial in parts[1:]:
         if not trial.data.obs_names.equals(first.data.obs_names):
-            raise ValueError(
+            raise IncompatibleDataError(
                 f"trial {trial.trialID!r} has different ROIs from trial {first.trialID!r}; "
                 f"cut windows of one ROI set"
             )
@@ -207,14 +222,16 @@ def event_windows(
         try:
             lo, hi = (float(v) for v in baseline)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"baseline must be (start, stop) lags in seconds, e.g. (-1, 0), got {baseline!r}"
             ) from None
         if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
-            raise ValueError(f"baseline must be (start, stop) with start <= stop, got {baseline}")
+            raise InvalidArgumentError(
+                f"baseline must be (start, stop) with start <= stop, got {baseline}"
+            )
         window = out.sel(lag=slice(lo - 0.5 / fs, hi + 0.5 / fs))
         if window.sizes["lag"] == 0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"baseline {baseline} holds no lag of the windows (lags run from "
                 f"{lag[0]:.4g} to {lag[-1]:.4g} s): widen before= or move the baseline"
             )
@@ -223,31 +240,81 @@ def event_windows(
     return out
 
 
+def _lags(before: float, after: float, fs: float, n_frames: int, trial_id: str) -> tuple[int, int]:
+    """Frames before and after an event; a side longer than the trial is an error (its
+    frames would all be NaN, and the windows might not fit in memory)."""
+    lags = []
+    for name, seconds in (("before", before), ("after", after)):
+        frames = seconds * fs
+        if frames > max(n_frames, 1):
+            raise InvalidArgumentError(
+                f"event_windows: {name}={seconds:g} s is {frames:.4g} frames at {fs:g} Hz, "
+                f"longer than trial {trial_id!r} ({n_frames} frames, "
+                f"{n_frames / fs:.4g} s); pass {name}=<seconds> shorter than the trial"
+            )
+        lags.append(round(frames))
+    return lags[0], lags[1]
+
+
+def _check_source(source: Any, where: str) -> None:
+    """``source``: a stored Trial or Experiment."""
+    from .experiment import Experiment, Trial
+
+    if not isinstance(source, Experiment | Trial):
+        raise ArgumentTypeError(
+            f"{where} reads a stored Trial or Experiment, got {shown(source)}; pass "
+            f"exp.load_trial(ID) or the experiment"
+        )
+
+
 def _event_table(source: Any, events: Any) -> pd.DataFrame:
     if isinstance(events, pd.DataFrame):
         if "time" not in events.columns:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"events as a DataFrame need a 'time' column (and 'trial' for an "
                 f"experiment); got columns {list(events.columns)}"
             )
         table = pd.DataFrame({"time": pd.to_numeric(events["time"], errors="coerce").to_numpy()})
         if "trial" in events.columns:
-            table["trial"] = [None if pd.isna(t) else str(t) for t in events["trial"]]
+            table["trial"] = [None if _missing(t) else str(t) for t in events["trial"]]
     else:
-        if isinstance(events, dict | str | bytes) or np.asarray(events).dtype.kind not in "iuf":
-            raise TypeError(
-                f"events must be times in seconds (a list, array or Series of numbers) or "
-                f"a DataFrame with 'trial' and 'time' columns, got {type(events).__name__}"
-            )
-        times = np.asarray(events, dtype=np.float64).reshape(-1)
+        times = _event_times(events)
         table = pd.DataFrame({"time": times})
     if table.empty:
-        raise ValueError("no events given")
+        raise InvalidArgumentError("no events given")
     if not np.isfinite(table["time"].to_numpy(dtype=np.float64)).all():
-        raise ValueError("event times must be finite numbers of seconds")
+        raise InvalidArgumentError("event times must be finite numbers of seconds")
     if "trial" not in table.columns:
         table["trial"] = None
     return table.reset_index(drop=True)
+
+
+def _event_times(events: Any) -> np.ndarray:
+    """Event times given as a list, array or Series of numbers, as float64."""
+    wrong = ArgumentTypeError(
+        f"event_windows: events must be times in seconds (a list, array or Series of "
+        f"numbers) or a DataFrame with 'trial' and 'time' columns, got {shown(events)}; "
+        f"pass events=[1.5, 3.0] or zs.events_from_channel(...)"
+    )
+    if isinstance(events, dict | str | bytes | bytearray | set | frozenset) or events is None:
+        raise wrong
+    try:
+        found = np.asarray(events)
+    except (TypeError, ValueError):  # ragged lists, objects numpy cannot hold
+        raise wrong from None
+    if found.dtype.kind not in "iuf":
+        raise wrong
+    return found.astype(np.float64).reshape(-1)
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, pd.NA or NaT (one value; an array is not missing)."""
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or (isinstance(value, float) and value != value)
+    )
 
 
 def _trials_of(source: Any, table: pd.DataFrame) -> dict[str, Any]:
@@ -255,7 +322,7 @@ def _trials_of(source: Any, table: pd.DataFrame) -> dict[str, Any]:
     if not hasattr(source, "trialIDs"):  # one trial
         named = {t for t in table["trial"] if t is not None and t != source.trialID}
         if named:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"events name trials {sorted(named)}, but the source is trial "
                 f"{source.trialID!r}; pass the experiment to cut windows across trials"
             )
@@ -276,7 +343,7 @@ def _trials_of(source: Any, table: pd.DataFrame) -> dict[str, Any]:
             t = table.at[i, "time"]
             inside = [tid for tid, (lo, hi) in spans.items() if lo <= t <= hi]
             if not inside:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"event at {t} s falls in no trial of experiment {source.expID!r} "
                     f"(each trial's frames, half a frame either side: "
                     f"{ {k: (round(a, 3), round(b, 3)) for k, (a, b) in list(spans.items())[:5]} }"
@@ -307,17 +374,17 @@ def _checked_times(trial: Any) -> np.ndarray:
     data = trial.data
     times, kind = frame_times(data)
     if "time" in data.var.columns and kind != "time":
-        raise ValueError(
+        raise IncompatibleDataError(
             f"trial {trial.trialID!r}: var 'time' has missing or non-numeric values, so "
             f"events cannot be placed on its frames; fix var['time'] and save the trial"
         )
     if kind == "frames":
-        raise ValueError(
+        raise IncompatibleDataError(
             f"trial {trial.trialID!r} has neither frame times (var 'time') nor a frame "
             f"rate (uns['fs']): seconds mean nothing for it; set trial.data.uns['fs']"
         )
     if len(times) > 1 and not np.all(np.diff(times) > 0):
-        raise ValueError(
+        raise IncompatibleDataError(
             f"trial {trial.trialID!r}: var 'time' does not increase from frame to frame, "
             f"so an event's nearest frame is not defined; fix var['time']"
         )
@@ -328,7 +395,7 @@ def _check_inside(times: np.ndarray, events: np.ndarray, step: float, trial_id: 
     """Every event within the trial's frames (half a frame either side)."""
     outside = events[(events < times[0] - step / 2) | (events > times[-1] + step / 2)]
     if len(outside):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"event(s) at {outside[:5].tolist()} s lie outside trial {trial_id!r}, whose "
             f"frames run from {times[0]:.6g} to {times[-1]:.6g} s (session time, var "
             f"'time'); give each event's time on that clock, in its own trial"
@@ -342,7 +409,7 @@ def _frame_rate(trial: Any, times: np.ndarray) -> float:
     step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     if step > 0:
         return 1 / step
-    raise ValueError(
+    raise IncompatibleDataError(
         f"trial {trial.trialID!r} has no frame rate (uns['fs']) and no frame times to "
         f"take one from; set trial.data.uns['fs']"
     )
@@ -350,7 +417,7 @@ def _frame_rate(trial: Any, times: np.ndarray) -> float:
 
 def _nearest_frames(times: np.ndarray, events: np.ndarray, trial_id: str) -> np.ndarray:
     if len(times) == 0:
-        raise ValueError(f"trial {trial_id!r} has no frames")
+        raise IncompatibleDataError(f"trial {trial_id!r} has no frames")
     right = np.clip(np.searchsorted(times, events), 1, len(times) - 1) if len(times) > 1 else 0
     if len(times) == 1:
         return np.zeros(len(events), dtype=np.int64)

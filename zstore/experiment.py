@@ -19,21 +19,31 @@ import anndata as ad
 import dask.array as da
 import pandas as pd
 import zarr
-from zarr.errors import GroupNotFoundError
+from zarr.errors import ContainsArrayError, GroupNotFoundError
 
 from . import _compat
 from .annotated import ALIGNED, AnnotatedData
 from .arrays import Progress, StorageConfig
 from .changes import StoredState, diff
+from .documents import (
+    check_experiment_root,
+    list_trials,
+    open_trial_group,
+    parse_format_version,
+)
 from .errors import (
+    ArgumentTypeError,
     ConflictError,
-    ExperimentExistsError,
     ExperimentNotFoundError,
     FormatVersionError,
+    IncompatibleDataError,
+    InvalidArgumentError,
     KeyNotFoundError,
+    LayerExistsError,
     NotAnExperimentError,
     ReadOnlyError,
     TrialChangedError,
+    TrialExistsError,
     TrialNotFoundError,
     ZstoreWarning,
     emit_user_warning,
@@ -47,7 +57,7 @@ from .images import (
     restore_source,
     settle_images,
 )
-from .names import check_name
+from .names import check_name, stored_name
 from .progress import ProgressOption, reporting
 from .storable import prepare
 from .store import (
@@ -65,6 +75,7 @@ from .trialio import (
     update_processing,
     write_trial,
 )
+from .validate import boolean, duration, optional_text, progress_option, shown, trial_ids
 
 if TYPE_CHECKING:
     from .summary import IngestSummary
@@ -160,13 +171,9 @@ class Experiment:
     def trialIDs(self) -> list[str]:
         """IDs of the trials in this version, in the order they were added."""
         if self._trial_ids is None:
-            trials = cast(zarr.Group, self._root[TRIALS])
-            created = []
-            for name, group in trials.groups():
-                meta = group.attrs.get("zstore")
-                when = int(meta.get("created", 0)) if isinstance(meta, dict) else 2**63
-                created.append((when, name))
-            self._trial_ids = [name for _, name in sorted(created)]
+            # from the trials' documents: a damaged one is listed (last) and fails on load
+            listing = list_trials(self._session.store, self._path(TRIALS))
+            self._trial_ids = listing.ids
         return list(self._trial_ids)
 
     def refresh(self) -> Experiment:
@@ -217,6 +224,9 @@ class Experiment:
         collection, versions are the collection's: this collects for all its experiments.
         """
         self._require_writable("collect garbage")
+        duration(keep, name="keep", where="collect_garbage")
+        duration(grace, name="grace", where="collect_garbage")
+        boolean(dry_run, name="dry_run", where="collect_garbage")
         return self._repo.collect_garbage(keep=keep, grace=grace, dry_run=dry_run)
 
     def table(self, where: str | None = None) -> pd.DataFrame:
@@ -232,12 +242,13 @@ class Experiment:
           experiment  trial  n_rois  n_frames
         0      RL109  t-005       4        10
         """
+        where = optional_text(where, name="where", where="table")
         table = read_table(self._session.store, self.location, {self.expID: self._prefix})
         table = table[table["trial"].notna()].reset_index(drop=True)
         return query_table(table, where, self.location) if where else table
 
     def __contains__(self, trial_id: object) -> bool:
-        return trial_id in self.trialIDs
+        return isinstance(trial_id, str) and trial_id in self.trialIDs
 
     def __len__(self) -> int:
         return len(self.trialIDs)
@@ -268,15 +279,16 @@ class Experiment:
         >>> trial.data
         Annotated Data of n_obs (# ROIs) × n_vars (# Frames) = 4 × 10
         """
-        check_name(trial_id, kind="trial ID")
-        trials = cast(zarr.Group, self._root[TRIALS])
-        if trial_id not in trials:
+        trial_id = stored_name(trial_id, lambda: self.trialIDs, kind="trial ID")
+        where = f"experiment {self.expID!r} at {self.location}"
+        path = self._path(f"{TRIALS}/{trial_id}")
+        group = open_trial_group(self._session.store, path, trial_id, where)
+        if group is None:
             raise TrialNotFoundError(
                 f"trial {trial_id!r} is not in experiment {self.expID!r} at {self.location} "
                 f"(version {self.version}); its trials are {self.trialIDs}"
                 + ("" if self._pinned else "; exp.refresh() sees trials added since opening")
             )
-        group = cast(zarr.Group, trials[trial_id])
         version = self.version
         data, state = read_trial(
             group,
@@ -289,7 +301,7 @@ class Experiment:
 
     def layer_names(self, trial_id: str) -> list[str]:
         """The layers of a trial in this version (metadata only)."""
-        check_name(trial_id, kind="trial ID")
+        trial_id = stored_name(trial_id, lambda: self.trialIDs, kind="trial ID")
         group = self._root.get(f"{TRIALS}/{trial_id}/layers")
         return sorted(cast(zarr.Group, group).array_keys()) if group is not None else []
 
@@ -304,7 +316,21 @@ class Experiment:
         >>> anndata.read_zarr(exp.open_zarr("trials/t-005")).shape
         (4, 10)
         """
-        return zarr.open_group(self._session.store, path=self._path(path), mode="r", zarr_format=3)
+        if not isinstance(path, str):
+            raise ArgumentTypeError(
+                f"open_zarr: path must be a group's path in the experiment (a str such as "
+                f"'trials/t-005'), got {shown(path)}; pass path='trials/<trial ID>'"
+            )
+        try:
+            return zarr.open_group(
+                self._session.store, path=self._path(path), mode="r", zarr_format=3
+            )
+        except (GroupNotFoundError, ContainsArrayError, ValueError):  # ValueError: '..'
+            raise KeyNotFoundError(
+                f"open_zarr: there is no group {path!r} in experiment {self.expID!r} at "
+                f"{self.location} (version {self.version}); pass path='' (the root), "
+                f"'trials/<trial ID>' or a group inside one (its trials are {self.trialIDs})"
+            ) from None
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -336,8 +362,15 @@ class Experiment:
         """
         self._require_writable(f"add trial {trial_id!r}")
         check_name(trial_id, kind="trial ID")
+        boolean(overwrite, name="overwrite", where="add_trial")
+        progress_option(progress, where="add_trial")
+        if provenance is not None and not isinstance(provenance, Mapping):
+            raise ArgumentTypeError(
+                f"add_trial({trial_id!r}): provenance must be a mapping of plain values "
+                f"(e.g. {{'source': 'suite2p/plane0'}}) or None, got {shown(provenance)}"
+            )
         if not isinstance(adata, ad.AnnData):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"add_trial({trial_id!r}): expected an AnnotatedData (or AnnData), got "
                 f"{type(adata).__name__}; wrap arrays with zs.AnnotatedData(X, obs, var)"
             )
@@ -364,9 +397,9 @@ class Experiment:
         []
         """
         self._require_writable(f"remove trial {trial_id!r}")
-        check_name(trial_id, kind="trial ID")
+        trial_id = stored_name(trial_id, lambda: self.trialIDs, kind="trial ID")
         with self._transaction(f"remove trial {trial_id!r}") as txn:
-            if trial_id not in txn.group(TRIALS):
+            if not _compat.has_node(txn.store, txn.path(f"{TRIALS}/{trial_id}")):
                 raise TrialNotFoundError(
                     f"trial {trial_id!r} is not in experiment {self.expID!r} at {self.location}"
                 )
@@ -444,7 +477,8 @@ class Experiment:
         ``"<trial>:<frame>"``); ``obs`` and the masks are the ROIs' (every trial must have
         the same ROIs); ``uns["fs"]`` when every trial has the same. Ingested trials'
         ``var["time"]`` is session time, so it increases across the concatenation.
-        Reads metadata, obs, var and uns only.
+        ``trials``: the IDs to join, in that order (one ID as a str; each once; default
+        all). Reads metadata, obs, var and uns only.
 
         Examples
         --------
@@ -456,14 +490,20 @@ class Experiment:
         >>> allf, allf.var["trial"].unique().tolist()
         (Annotated Data of n_obs (# ROIs) × n_vars (# Frames) = 4 × 20, ['t-005', 't-006'])
         """
-        ids = list(trials) if trials is not None else self.trialIDs
+        picked = trial_ids(trials, where="concat")
+        _check_layer_arg(layer, where="concat")
+        ids = picked if picked is not None else self.trialIDs
         if not ids:
-            raise ValueError(f"experiment {self.expID!r} has no trials to concatenate")
+            raise InvalidArgumentError(
+                f"concat: experiment {self.expID!r} has no trials to concatenate"
+                if picked is None
+                else "concat: trials=[] names no trial; pass trials=['t-005', ...] or None (all)"
+            )
         loaded = [self.load_trial(tid) for tid in ids]
         first = loaded[0].data
         differ = [t.trialID for t in loaded[1:] if not t.data.obs_names.equals(first.obs_names)]
         if differ:
-            raise ValueError(
+            raise IncompatibleDataError(
                 f"trials {differ} have different ROIs from trial {ids[0]!r}; concatenate "
                 f"trials of the same ROI set (pass trials=[...])"
             )
@@ -540,12 +580,12 @@ class Experiment:
 
     def _selected(self, trials: Sequence[str] | None, where: str | None) -> list[str]:
         """The trials named, those ``where`` selects on :meth:`table`, or all."""
-        if trials is not None and where is not None:
-            raise TypeError("pass trials= or where=, not both")
-        if isinstance(trials, str):
-            trials = [trials]
-        if trials is not None:
-            return list(trials)
+        picked = trial_ids(trials)
+        where = optional_text(where, name="where")
+        if picked is not None and where is not None:
+            raise ArgumentTypeError("pass trials= or where=, not both")
+        if picked is not None:
+            return picked
         return self.table(where)["trial"].tolist() if where is not None else self.trialIDs
 
     def _require_writable(self, action: str) -> None:
@@ -634,6 +674,7 @@ class Trial:
 
         Reads the manifests for the stored sizes (``stored=False``: metadata only).
         """
+        boolean(stored, name="stored", where="storage")
         exp = self.experiment
         session = exp._repo.session(self.version)
         group = zarr.open_group(session.store, path=exp._path(f"{TRIALS}/{self.trialID}"), mode="r")
@@ -662,6 +703,7 @@ class Trial:
         'X'
         """
         exp = self.experiment
+        progress_option(progress, where="save")
         if exp.mode == "r":
             raise ReadOnlyError(
                 f"trial {self.trialID!r} was opened read-only; open the experiment with "
@@ -718,6 +760,15 @@ class Trial:
                 if getattr(value, "origin", None) is not None:
                     _compat.set_aligned(data, attr, key, value)
         self._state = fresh._state
+
+
+def _check_layer_arg(layer: Any, *, where: str) -> None:
+    """``layer=``: a layer name, or None for X."""
+    if layer is not None and not isinstance(layer, str):
+        raise ArgumentTypeError(
+            f"{where}: layer must be a layer name (a str) or None for X, got {shown(layer)}; "
+            f"pass layer='dFF'"
+        )
 
 
 def _matrix(trial: Trial, layer: str | None) -> Any:
@@ -900,9 +951,9 @@ def _write_trials(
     group = txn.group(TRIALS)
     images = _image_writer(txn)
     for trial_id, (adata, provenance) in trials.items():
-        if trial_id in group:
+        if _compat.has_node(txn.store, txn.path(f"{TRIALS}/{trial_id}")):
             if not overwrite:
-                raise ExperimentExistsError(
+                raise TrialExistsError(
                     f"trial {trial_id!r} already exists in experiment {exp_id!r}; choose "
                     f"another trial ID, or pass overwrite=True to replace it (the old trial "
                     f"stays readable in earlier versions until `zstore gc`)"
@@ -940,20 +991,13 @@ def _experiment_attrs(root: zarr.Group, where: str) -> dict[str, Any]:
             f"create one at a new path with zs.create_experiment(...)"
         )
     _check_version(meta, where)
-    if not isinstance(meta.get("expID"), str) or TRIALS not in root:
-        raise NotAnExperimentError(
-            f"{where}: the experiment's metadata is damaged (no expID or no trials group); "
-            f"an earlier version may be intact: `zstore history {where}`"
-        )
+    check_experiment_root(root, meta, where)
     return dict(meta)
 
 
 def _check_version(meta: Mapping[str, Any], where: str) -> None:
-    found = str(meta.get("encoding-version", "0.0.0"))
-    try:
-        major_minor = tuple(int(p) for p in found.split(".")[:2])
-    except ValueError:
-        major_minor = (999, 0)
+    found = meta.get("encoding-version", "0.0.0")
+    major_minor = parse_format_version(found, where)
     ours = tuple(int(p) for p in ENCODING_VERSION.split(".")[:2])
     if major_minor > ours:
         raise FormatVersionError(
@@ -978,8 +1022,10 @@ def compute_dff(
     ``exp`` is an :class:`Experiment` or a :class:`~zstore.Collection` (opened with
     ``mode="r+"``). ``where`` selects trials with a pandas query on ``table()`` (e.g.
     ``"subject == 'RL109' and plane == 0"``); ``trials`` names them (an experiment
-    only). Every selected trial is checked before the first is written. For a
-    collection the result names trials as ``"<experiment>/<trial>"``.
+    only; one ID as a str, or a list of distinct IDs). Every argument, and every
+    selected trial (its source layer, its length and frame rate against the dF/F
+    parameters), is checked before the first is written. For a collection the result
+    names trials as ``"<experiment>/<trial>"``.
 
     ``dff_params`` are :func:`zstore.normalize_dff`'s (``normalize_pct``, ``baseline``,
     ``fs``, ``sig_baseline``, ``win_baseline``); with ``baseline="maximin"``, ``fs``
@@ -1007,33 +1053,33 @@ def compute_dff(
     """
     from .processing import normalize_dff
 
+    here = "compute_dff"
+    picked = trial_ids(trials, where=here)
+    where = optional_text(where, name="where", where=here)
+    params = _checked_dff_params(layer, source, overwrite, progress, dff_params)
     if hasattr(exp, "experimentIDs"):  # a Collection (it imports this module)
-        if trials is not None:
-            raise TypeError(
+        if picked is not None:
+            raise ArgumentTypeError(
                 "compute_dff on a collection selects trials with where= (a query on "
-                "col.table()), not trials=; e.g. where=\"experiment == 'X' and trial == 't-1'\""
+                "col.table()), not trials=; pass where=\"experiment == 'X' and trial == 't-1'\""
             )
         return _compute_dff_collection(exp, layer, where, source, overwrite, progress, dff_params)
+    if not isinstance(exp, Experiment):
+        raise ArgumentTypeError(
+            f"compute_dff needs an Experiment or a Collection opened with mode='r+', got "
+            f"{shown(exp)}; pass zs.open_experiment(store, mode='r+')"
+        )
     if where is not None:
-        if trials is not None:
-            raise TypeError("pass trials= or where=, not both")
-        trials = exp.table(where)["trial"].tolist()
-        if not trials:
-            raise ValueError(
+        if picked is not None:
+            raise ArgumentTypeError("compute_dff: pass trials= or where=, not both")
+        picked = exp.table(where)["trial"].tolist()
+        if not picked:
+            raise InvalidArgumentError(
                 f"no trial of experiment {exp.expID!r} matches where={where!r}; its table "
                 f"has columns {list(exp.table().columns)}"
             )
     exp._require_writable(f"save layer {layer!r}")
-    check_name(layer, kind="layer name")
-    unknown_params = sorted(set(dff_params) - _DFF_PARAMS)
-    if unknown_params:
-        raise TypeError(
-            f"compute_dff got {unknown_params}, which normalize_dff does not take; its "
-            f"parameters are {sorted(_DFF_PARAMS)}"
-        )
-    if isinstance(trials, str):
-        trials = [trials]
-    ids = list(dict.fromkeys(trials if trials is not None else exp.trialIDs))
+    ids = picked if picked is not None else exp.trialIDs
     unknown = [t for t in ids if t not in exp.trialIDs]
     if unknown:
         raise TrialNotFoundError(
@@ -1041,20 +1087,80 @@ def compute_dff(
         )
     existing = [tid for tid in ids if layer in exp.layer_names(tid)]
     if existing and not overwrite:
-        raise ExperimentExistsError(
+        raise LayerExistsError(
             f"trials {existing} already have a layer {layer!r}; pass overwrite=True "
             f"(--overwrite) to recompute it, or choose another layer name"
         )
+    if source is not None:
+        lacking = [tid for tid in ids if source not in exp.layer_names(tid)]
+        if lacking:
+            raise KeyNotFoundError(
+                f"compute_dff: trials {lacking[:10]} of experiment {exp.expID!r} have no "
+                f"layer {source!r} to compute dF/F from (nothing was written); pass "
+                f"source=None for X, or trials=[...] with trials that have it"
+            )
+    planned = _plan_dff(exp, ids, params)  # every trial checked before the first is written
     with reporting(progress, desc=f"compute_dff {layer}", parts=len(ids)) as bar:
         for tid in ids:
             trial = exp.load_trial(tid)
-            params = dict(dff_params)
-            if params.get("baseline") == "maximin" and params.get("fs") is None:
-                params["fs"] = trial.data.uns.get("fs")
-            dff = normalize_dff(_matrix(trial, source), roi_names=trial.data.obs_names, **params)
+            dff = normalize_dff(
+                _matrix(trial, source), roi_names=trial.data.obs_names, **planned[tid]
+            )
             trial.data.add_layer(layer, dff)
             trial.save(progress=bar if bar is not None else False)
     return ids
+
+
+def _checked_dff_params(
+    layer: Any, source: Any, overwrite: Any, progress: Any, dff_params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """compute_dff's arguments checked (before anything is read); its dF/F parameters
+    as :func:`zstore.processing.dff.dff_params` gives them (``fs`` None: each trial's)."""
+    from .processing.dff import dff_params as check_params
+
+    here = "compute_dff"
+    check_name(layer, kind="layer name")
+    if source is not None:
+        stored_name(source, kind="source layer name")
+    boolean(overwrite, name="overwrite", where=here)
+    progress_option(progress, where=here)
+    unknown = sorted(set(dff_params) - _DFF_PARAMS)
+    if unknown:
+        raise ArgumentTypeError(
+            f"compute_dff got {unknown}, which normalize_dff does not take; its "
+            f"parameters are {sorted(_DFF_PARAMS)}"
+        )
+    return check_params(**dff_params, fs_later=True, where=here)
+
+
+def _plan_dff(exp: Experiment, ids: Sequence[str], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Each trial's normalize_dff parameters, checked against its length and frame rate
+    (maximin without fs= takes the trial's ``uns["fs"]``), from metadata only."""
+    from .processing.dff import dff_params as check_params
+
+    if not ids:
+        return {}
+    table = exp.table().set_index("trial")
+    planned = {}
+    for tid in ids:
+        found = table.at[tid, "n_frames"] if tid in table.index else None
+        n_frames = None if found is None or pd.isna(found) else int(found)
+        kwargs = dict(params)
+        if params["baseline"] == "maximin" and params["fs"] is None:
+            fs = table.at[tid, "fs"] if tid in table.index else None
+            if fs is None or pd.isna(fs):
+                fs = exp.load_trial(tid).data.uns.get("fs")
+            if fs is None or isinstance(fs, bool) or not isinstance(fs, int | float):
+                raise InvalidArgumentError(
+                    f"compute_dff: baseline='maximin' needs the frame rate, and trial {tid!r} "
+                    f"has uns['fs']={fs!r}; pass fs=<Hz> (or set trial.data.uns['fs'] and "
+                    f"save the trial)"
+                )
+            kwargs["fs"] = fs
+        planned[tid] = check_params(
+            **kwargs, n_frames=n_frames, where=f"compute_dff: trial {tid!r}"
+        )
+    return planned
 
 
 def _compute_dff_collection(
@@ -1070,7 +1176,10 @@ def _compute_dff_collection(
     check_name(layer, kind="layer name")
     rows = col.table(where)
     if rows.empty:
-        raise ValueError(f"no trial of the collection at {col.location} matches where={where!r}")
+        raise InvalidArgumentError(
+            f"no trial of the collection at {col.location} matches where={where!r}; its "
+            f"table has columns {list(col.table().columns)}"
+        )
     exps = {e: col.open_experiment(e, mode="r") for e in dict.fromkeys(rows["experiment"])}
     names = [exps[e].layer_names(t) for e, t in zip(rows["experiment"], rows["trial"], strict=True)]
     has = pd.Series([layer in n for n in names], index=rows.index)
@@ -1078,7 +1187,7 @@ def _compute_dff_collection(
         existing = [
             f"{e}/{t}" for e, t in zip(rows["experiment"][has], rows["trial"][has], strict=True)
         ]
-        raise ExperimentExistsError(
+        raise LayerExistsError(
             f"trials {existing[:10]}{' ...' if len(existing) > 10 else ''} already have a "
             f"layer {layer!r}; pass overwrite=True (--overwrite) to recompute it, or choose "
             f"another layer name"
@@ -1094,6 +1203,9 @@ def _compute_dff_collection(
                 f"trials {lacking[:10]} have no layer {source!r} to compute dF/F from; "
                 f"select trials that have it (where=\"layers.str.contains('{source}')\")"
             )
+    params = _checked_dff_params(layer, source, overwrite, progress, dff_params)
+    for exp_id, picked in rows.groupby("experiment", sort=False):  # before any write
+        _plan_dff(exps[exp_id], picked["trial"].tolist(), params)
     done = []
     with reporting(progress, desc=f"compute_dff {layer}", parts=len(rows)) as bar:
         for exp_id, picked in rows.groupby("experiment", sort=False):

@@ -28,11 +28,18 @@ import zarr
 
 from .annotated import AnnotatedData, plain_anndata
 from .arrays import store_matrices
-from .errors import KeyNotFoundError
+from .errors import (
+    ArgumentTypeError,
+    IncompatibleDataError,
+    InvalidArgumentError,
+    KeyNotFoundError,
+)
 from .experiment import Experiment
+from .names import check_name
 from .progress import ProgressOption, reporting
 from .publish import check_target, publishing
 from .trialio import write_trial
+from .validate import name_list, progress_option, shown, trial_ids
 
 __all__ = ["export", "plain_anndata"]
 
@@ -72,18 +79,34 @@ def export(
     >>> anndata.read_h5ad(out).shape
     (4, 10)
     """
+    if not isinstance(exp, Experiment):
+        raise ArgumentTypeError(
+            f"export: exp must be an Experiment, got {shown(exp)}; pass zs.open_experiment(store)"
+        )
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise ArgumentTypeError(
+            f"export: path must be a file name ending in .zarr or .h5ad (a str or Path), got "
+            f"{shown(path)}; pass path='trials.h5ad'"
+        )
+    if trial is not None:
+        check_name(trial, kind="trial ID")
+    trials = trial_ids(trials, where="export")
+    layers = name_list(layers, name="layers", what="layer name", where="export", example="'dFF'")
+    progress_option(progress, where="export")
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in (".zarr", ".h5ad"):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"export to {str(target)!r}: the file name must end in .zarr (a plain anndata "
             f"Zarr store) or .h5ad"
         )
     if trial is not None and trials is not None:
-        raise TypeError("export: pass trial= (one trial) or trials= (concatenated), not both")
+        raise ArgumentTypeError(
+            "export: pass trial= (one trial) or trials= (concatenated), not both"
+        )
     check_target(target, what="export to")  # before reading anything
     label = trial if trial is not None else exp.expID
-    adata = _source(exp, trial, None if trials is None else list(trials), layers)
+    adata = _source(exp, trial, trials, layers)
     with (
         reporting(progress, desc=f"export {label}", label=label) as report,
         publishing(target, what="export to") as temporary,
@@ -182,7 +205,7 @@ def _source(
         return data
     ids = exp.trialIDs if trials is None else trials
     if not ids:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"export: experiment {exp.expID!r} has no trials"
             if trials is None
             else "export: trials=[] names no trial to export"
@@ -194,7 +217,7 @@ def _source(
         sets.setdefault(tuple(d.obs_names), []).append(tid)
     if len(sets) > 1:
         groups = "; ".join(f"{ts} ({len(names)} ROIs)" for names, ts in sets.items())
-        raise ValueError(
+        raise IncompatibleDataError(
             f"export: the trials have different ROIs and one export holds trials of one "
             f"ROI set (trials by ROI set: {groups}); export them separately: "
             f"{ONE_ROI_SET_HINT}"

@@ -34,7 +34,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from ._compat import is_missing_object, is_storage_error, short_message
+from ._compat import child_names, is_missing_object, is_storage_error, short_message
 from .errors import CorruptChunkError, MissingChunkError, StoreError, emit_user_warning
 from .store import TRIALS
 
@@ -325,7 +325,8 @@ def referenced(root: zarr.Group, trials: Iterable[str] | None = None) -> set[str
     group = root.get(TRIALS)
     if not isinstance(group, zarr.Group):
         return set()
-    names = list(group.group_keys()) if trials is None else list(trials)
+    # listed without parsing each trial's metadata (a damaged one would fail the listing)
+    names = child_names(group.store, group.path) if trials is None else list(trials)
     found: set[str] = set()
     for name in names:
         node = group.get(f"{name}/uns/{REFS}")
@@ -382,7 +383,9 @@ def settle_images(
     keep = referenced(ours)
     if tip is not None:  # trials committed meanwhile by others, which this one did not touch
         others = tip.get(TRIALS)
-        names = set(others.group_keys()) if isinstance(others, zarr.Group) else set()
+        names: set[str] = set()
+        if isinstance(others, zarr.Group):
+            names = set(child_names(others.store, others.path))
         keep |= referenced(tip, sorted(names - set(touched)))
     images = cast(zarr.Group, ours[IMAGES])
     for name, node in list(images.arrays()):

@@ -22,15 +22,31 @@ import pandas as pd
 from .annotated import AnnotatedData
 from .arrays import StorageConfig, plan_chunks
 from .collection import Collection, create_collection, open_collection, stored_kind
-from .errors import PaqFormatError, ReadOnlyError, Suite2pFormatError, emit_user_warning
+from .errors import (
+    InvalidNameError,
+    PaqFormatError,
+    ReadOnlyError,
+    Suite2pFormatError,
+    emit_user_warning,
+)
 from .experiment import Experiment
+from .io._files import check_regular
 from .io.paq import PaqData, frame_times, read_paq
-from .io.suite2p import Suite2pPlane, TrialRange, TrialSpec, open_suite2p, plan_trials
-from .names import check_name
+from .io.suite2p import (
+    MASK_FIELDS,
+    Suite2pPlane,
+    TrialRange,
+    TrialSpec,
+    file_name,
+    open_suite2p,
+    plan_trials,
+)
+from .names import check_name, suggest_name
 from .opening import create_with_trials, plain_metadata
 from .processing import neuropil_correct
 from .progress import ProgressOption, reporting
 from .ragged import RaggedArray
+from .storable import check_names
 from .store import COLLECTION_ENCODING, StoreLike
 from .summary import summarize_ingest
 
@@ -299,17 +315,29 @@ def _build_trials(
     obs, masks = _obs_and_masks(plane, keep)
     config = config or StorageConfig()
     clock = SessionClock(frame_rate(plane), _plane_offset(plane, k))
+    ops = _ops_subset(plane)
     # Every trial is built (lazily) and checked before the store is touched: a bad
     # paq in the last trial must not leave a store with the first trials in it.
     out = {}
     for trial in ranges:
         paq_data = read_paq(paq_files[trial.trial_id]) if trial.trial_id in paq_files else None
         adata = _trial_data(
-            plane, trial, keep, obs, masks, paq_data, paq_channel, neuropil_coeff, config, clock
+            plane,
+            trial,
+            keep,
+            obs,
+            masks,
+            paq_data,
+            paq_channel,
+            neuropil_coeff,
+            config,
+            clock,
+            ops,
         )
         for name in ("Fneu", "spks"):
             if name not in layers:
                 del adata.layers[name]
+        check_names(adata, f"trial {trial.trial_id!r}")  # before the store is touched
         out[trial.trial_id] = (
             adata,
             {
@@ -345,10 +373,7 @@ def frame_rate(plane: Suite2pPlane, *, warn: bool = True) -> float | None:
     """The plane's frame rate from ops ``fs``: a positive finite number, else None (with
     a warning: frame times are then left empty, or taken from the paq frame clock)."""
     value = plane.ops.get("fs")
-    try:
-        fs = float(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        fs = None
+    fs = plane.fs  # a number (checked when the plane was opened) or None
     if fs is not None and np.isfinite(fs) and fs > 0:
         return fs
     if warn and value is not None:
@@ -417,10 +442,21 @@ def _check_paq_map(
         raise ValueError(
             f"paq names trials {unknown} that are not in the run; its trials are {ids}"
         )
-    files = {tid: Path(p) for tid, p in paq.items()}
-    missing = {tid: str(p) for tid, p in files.items() if not p.is_file()}
+    files = {}
+    for tid, file in paq.items():
+        if not isinstance(file, str | os.PathLike):
+            raise TypeError(
+                f"paq[{tid!r}] is {type(file).__name__} {file!r}; expected the path of the "
+                f"trial's .paq file (a str or pathlib.Path)"
+            )
+        files[tid] = Path(file)
+    missing = {tid: str(p) for tid, p in files.items() if not p.exists()}
     if missing:
-        raise FileNotFoundError(f"paq files not found: {missing}")
+        raise FileNotFoundError(
+            f"paq files not found: {missing}; paq= maps trial IDs to existing .paq files"
+        )
+    for file in files.values():  # before anything is opened: a FIFO would hang
+        check_regular(file, PaqFormatError, "Pass the path of the recorded .paq file")
     return files
 
 
@@ -439,36 +475,13 @@ def _kept_rois(plane: Suite2pPlane, cells_only: bool) -> np.ndarray:
 def _obs_and_masks(
     plane: Suite2pPlane, keep: np.ndarray
 ) -> tuple[pd.DataFrame, dict[str, RaggedArray]]:
-    stat = plane.stat
-    columns: dict[str, list[Any]] = {}
-    fields: list[str] = []
-    for roi in stat[keep]:
-        for key in roi:
-            if key not in fields:
-                fields.append(key)
-    for key in fields:
-        if key in _ARRAY_FIELDS:
-            continue
-        values = [roi.get(key) for roi in stat[keep]]
-        if key == "med":
-            med = np.array([v if v is not None else (np.nan, np.nan) for v in values], dtype=float)
-            if not np.isnan(med).any():
-                med = med.astype(np.int64)  # pixel coordinates
-            columns["med_y"], columns["med_x"] = list(med[:, 0]), list(med[:, 1])
-        elif all(v is None or np.isscalar(v) or np.ndim(v) == 0 for v in values):
-            columns[key] = [np.nan if v is None else v for v in values]
-    obs = pd.DataFrame(columns, index=pd.Index([str(i) for i in keep]))
-    for key in obs.columns:
-        if obs[key].dtype == object:  # mixed Python numbers: make them one numeric dtype
-            try:
-                obs[key] = pd.to_numeric(obs[key])
-            except (TypeError, ValueError):
-                obs[key] = obs[key].astype(str)
+    rois = plane.stat[keep]
+    obs = pd.DataFrame(_stat_columns(rois, keep, plane.path / "stat.npy"))
+    obs.index = pd.Index([str(i) for i in keep])
     obs["iscell"] = plane.iscell[keep, 0].astype(bool)
     obs["iscell_prob"] = plane.iscell[keep, 1].astype(np.float64)
     masks: dict[str, RaggedArray] = {}
-    for key, kind in (("ypix", "i"), ("xpix", "i"), ("lam", "f")):
-        rois = stat[keep]
+    for key, kind in zip(MASK_FIELDS, ("i", "i", "f"), strict=True):
         have = [key in roi for roi in rois]
         if not any(have):
             continue
@@ -484,6 +497,86 @@ def _obs_and_masks(
             parts, dtype=_mask_dtype(parts, key, kind, keep, plane.path)
         )
     return obs, masks
+
+
+def _stat_columns(rois: np.ndarray, keep: np.ndarray, file: Path) -> dict[str, Any]:
+    """One obs column per scalar stat field (``med`` as ``med_y``, ``med_x``): numbers
+    (NaN where a ROI lacks the field) or text. Per-pixel and array fields are not kept."""
+    fields: dict[str, None] = {}
+    for roi in rois:
+        fields.update(dict.fromkeys(roi))
+    columns: dict[str, Any] = {}
+    for key in fields:
+        if key in _ARRAY_FIELDS:
+            continue
+        values = [_unwrapped(roi.get(key)) for roi in rois]
+        if key == "med":
+            med = np.array(
+                [(np.nan, np.nan) if v is None else np.ravel(v) for v in values], dtype=float
+            )
+            if not np.isnan(med).any():
+                med = med.astype(np.int64)  # pixel coordinates
+            columns["med_y"], columns["med_x"] = med[:, 0], med[:, 1]
+            continue
+        kinds = [_value_kind(v) for v in values]
+        if "array" in kinds or "other" in kinds:
+            continue  # not one value per ROI: not an obs column
+        present = {k for k in kinds if k != "missing"}
+        if len(present) > 1:
+            first = {k: int(keep[kinds.index(k)]) for k in sorted(present)}
+            raise Suite2pFormatError(
+                f"{file}: key {key!r} holds numbers in entry {first['number']} and text in "
+                f"entry {first['text']}; a ROI statistic holds one kind of value. Re-export "
+                f"stat.npy from suite2p, or make {key!r} numbers (or text) in every entry"
+            )
+        _check_column_name(key, file, int(keep[next(i for i, r in enumerate(rois) if key in r)]))
+        if "text" in kinds:
+            columns[key] = pd.array(values, dtype="string") if "missing" in kinds else values
+        else:
+            columns[key] = _numbers([np.nan if v is None else v for v in values])
+    return columns
+
+
+def _numbers(values: list[Any]) -> np.ndarray:
+    """Python or numpy numbers as one array: bool, int64 or float64 as they allow."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biuf":
+        return array
+    return pd.to_numeric(pd.Series(values, dtype=object)).to_numpy()  # e.g. huge ints
+
+
+_KIND_OF_TYPE = {type(None): "missing", float: "number", int: "number", str: "text"}
+
+
+def _unwrapped(value: Any) -> Any:
+    """A 0-d array as its item; anything else as it is."""
+    return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
+def _value_kind(value: Any) -> str:
+    """'missing', 'number', 'text', 'array' (one value per pixel, or any array) or 'other'."""
+    kind = _KIND_OF_TYPE.get(type(value))
+    if kind is not None:
+        return kind
+    if value is None:
+        return "missing"
+    if isinstance(value, np.ndarray):
+        return "array"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool | int | float | np.bool_ | np.integer | np.floating):
+        return "number"
+    return "array" if isinstance(value, list | tuple) else "other"
+
+
+def _check_column_name(key: str, file: Path, entry: int) -> None:
+    try:
+        check_name(key, kind="obs column name")
+    except InvalidNameError as err:
+        raise Suite2pFormatError(
+            f"{file} entry {entry}: its key {key!r} cannot be an obs column ({err}). "
+            f"Rename the key in every entry of stat.npy, or re-export it from suite2p"
+        ) from None
 
 
 def _mask_dtype(
@@ -522,12 +615,15 @@ def _trial_data(
     neuropil_coeff: float,
     config: StorageConfig,
     clock: SessionClock,
+    ops: dict[str, Any],
 ) -> AnnotatedData:
     shape = (len(keep), trial.n_frames)
     rows = plan_chunks(shape, 4, config)[0][0]
     traces = {
         name: da.from_array(
-            _TraceReader(plane.path / f"{name}.npy", keep, trial.start, trial.stop),
+            _TraceReader(
+                plane.traces[name], plane.path / f"{name}.npy", keep, trial.start, trial.stop
+            ),
             chunks=(rows, trial.n_frames),
             name=f"suite2p-{name}-{trial.trial_id}-{os.fspath(plane.path)}",
             asarray=False,
@@ -543,7 +639,7 @@ def _trial_data(
     )
     var, clock_edges = _var(plane, trial, paq, paq_channel)
     var["time"], start = clock.place(trial.start, var["time"].to_numpy(dtype=np.float64))
-    uns = _uns(plane, trial, paq)
+    uns = _uns(plane, trial, paq, ops)
     uns["trial"]["start_s"] = np.nan if start is None else float(start)
     if clock_edges is not None:  # how many the paq had: the first n_frames are used
         uns["paq"]["clock_edges"] = clock_edges
@@ -559,11 +655,14 @@ class _TraceReader:
     """Rows ``keep`` and frames ``[start, stop)`` of a Suite2p .npy matrix, read on demand.
 
     Each read maps the file, copies its block and unmaps it: pages touched by one block
-    are not kept resident, so RSS stays at a few blocks. Picklable (holds the path).
+    are not kept resident, so RSS stays at a few blocks. Picklable (holds the path). A
+    file that changed since the plane was opened (truncated, rewritten with another
+    shape, replaced by a pipe) raises Suite2pFormatError: the ingest then stores nothing.
     """
 
-    def __init__(self, path: Path, keep: np.ndarray, start: int, stop: int):
+    def __init__(self, opened: np.ndarray, path: Path, keep: np.ndarray, start: int, stop: int):
         self.path = str(path)
+        self.file_shape, self.file_dtype = tuple(opened.shape), np.dtype(opened.dtype)
         self.keep = keep
         self.start, self.stop = start, stop
         self.shape = (len(keep), stop - start)
@@ -574,7 +673,7 @@ class _TraceReader:
         row_slice, col_slice = key
         rows = self.keep[row_slice]
         cols = range(self.stop - self.start)[col_slice]
-        mm = np.load(self.path, mmap_mode="r")
+        mm = self._open()
         try:
             out = np.empty((len(rows), len(cols)), dtype=np.float32)
             a, b = self.start + cols.start, self.start + cols.stop
@@ -584,6 +683,32 @@ class _TraceReader:
         finally:
             del mm
         return out
+
+    def _open(self) -> np.ndarray:
+        changed = (
+            f"{self.path} changed while it was being ingested (it was a {self.file_dtype} "
+            f"array of shape {self.file_shape} when the plane folder was opened)"
+        )
+        fix = (
+            "nothing was stored. Ingest again once the file is complete (not while suite2p "
+            "or a copy is still writing it)"
+        )
+        try:
+            check_regular(self.path, Suite2pFormatError, fix)
+            mm = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise Suite2pFormatError(f"{changed}: it was deleted; {fix}") from None
+        except Suite2pFormatError as err:
+            raise Suite2pFormatError(f"{changed}: {err}") from None
+        except Exception as err:  # truncated: "mmap length is greater than file size", ...
+            raise Suite2pFormatError(
+                f"{changed}: it is truncated or damaged ({err}); {fix}"
+            ) from None
+        if tuple(mm.shape) != self.file_shape or mm.dtype != self.file_dtype:
+            found = f"a {mm.dtype} array of shape {tuple(mm.shape)}"
+            del mm
+            raise Suite2pFormatError(f"{changed}: it now holds {found}; {fix}")
+        return mm
 
 
 def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
@@ -635,36 +760,51 @@ def _var(
 
 
 def _column_names(paq: PaqData) -> list[str]:
-    """One var column per paq channel: a repeated name, or one called 'time' (the column
-    zstore adds), gets a new name, and the user is told."""
+    """One var column per paq channel. A name that cannot be a column (empty, with '/',
+    control or zero-width characters, reserved), a repeated name, or 'time' (the column
+    zstore adds) gets a new name, and the user is told which channel of which file."""
     names: list[str] = []
     for i, name in enumerate(paq.chan_names):
-        new = "paq_time" if name == "time" else name
-        k = 2
-        while new in names or new == "time":
-            new = f"{name}_{k}"
+        new, why = _channel_column(name, i)
+        base, k = new, 2
+        while new in names:
+            new, why = f"{base}_{k}", why or "a repeated name"
             k += 1
         if new != name:
-            why = "zstore's own frame times are 'time'" if name == "time" else "a repeated name"
             emit_user_warning(
-                f"{paq.path.name}: channel {i} is named {name!r} ({why}); it is stored as "
-                f"var column {new!r}"
+                f"{paq.path}: channel {i} is named {name!r} ({why}); it is stored as var "
+                f"column {new!r}"
             )
         names.append(new)
     return names
 
 
-def _uns(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None) -> dict[str, Any]:
-    ops = {key: _plain(plane.ops[key]) for key in OPS_KEYS if plane.ops.get(key) is not None}
-    if "filelist" not in ops and plane.file_list:
-        ops["filelist"] = np.array(plane.file_list, dtype=str)
+def _channel_column(name: str, i: int) -> tuple[str, str]:
+    """A var column name for channel ``i`` named ``name``, and why it differs ('' if not):
+    the name itself, else the close name :func:`zstore.names.suggest_name` gives (``a_b``
+    for ``a/b``), else ``channel_<i>``."""
+    if name == "time":
+        return "paq_time", "zstore's own frame times are 'time'"
+    try:
+        return check_name(name, kind="var column"), ""
+    except InvalidNameError as err:
+        why = str(err).split(" cannot be stored: ", 1)[-1].split("; ", 1)[0]  # the reason
+    suggested = suggest_name(name)
+    if suggested is None or suggested == "time":
+        return f"channel_{i}", why
+    return suggested, why
+
+
+def _uns(
+    plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None, ops: dict[str, Any]
+) -> dict[str, Any]:
     uns: dict[str, Any] = {
         **({"fs": fs} if (fs := frame_rate(plane, warn=False)) is not None else {}),
-        "suite2p": ops,
+        "suite2p": dict(ops),
         "trial": {
             "frame_start": trial.start,
             "frame_stop": trial.stop,
-            "files": np.array([Path(f).name for f in trial.files], dtype=str),
+            "files": np.array([file_name(f) for f in trial.files], dtype=str),
         },
     }
     if paq is not None:
@@ -678,13 +818,43 @@ def _uns(plane: Suite2pPlane, trial: TrialRange, paq: PaqData | None) -> dict[st
     return uns
 
 
+def _ops_subset(plane: Suite2pPlane) -> dict[str, Any]:
+    """The ops kept in each trial's ``uns["suite2p"]``: those of OPS_KEYS that are plain
+    data. Any other value (a date, a dict, bytes) is left out, with a warning."""
+    ops: dict[str, Any] = {}
+    for key in OPS_KEYS:
+        if plane.ops.get(key) is None:
+            continue
+        value = _plain(plane.ops[key])
+        if value is None:
+            emit_user_warning(
+                f"{plane.ops_source(key)} is {type(plane.ops[key]).__name__} "
+                f"{plane.ops[key]!r:.60}; only numbers, text and arrays of them are kept, so "
+                f"uns['suite2p'][{key!r}] is not stored"
+            )
+            continue
+        ops[key] = value
+    if "filelist" not in ops and plane.file_list:
+        ops["filelist"] = np.array(plane.file_list, dtype=str)
+    return ops
+
+
 def _plain(value: Any) -> Any:
-    """A value anndata can write without pickling: numbers, str, numeric or str arrays."""
+    """A value anndata can write without pickling (numbers, str, numeric or str arrays),
+    or None if ``value`` is not one."""
+    if isinstance(value, bool | int | float | str):
+        return value
     if isinstance(value, np.generic):
-        return value.item()
+        return value.item() if value.dtype.kind in "biufU" else None
     if isinstance(value, list | tuple):
-        arr = np.asarray(value)
-        return arr.astype(str) if arr.dtype.kind in "OU" else arr
-    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError):  # ragged
+            return None
+    if not isinstance(value, np.ndarray):
+        return None
+    if value.dtype.kind in "biufU":
+        return value
+    if value.dtype.kind == "O" and all(isinstance(v, str) for v in value.ravel().tolist()):
         return value.astype(str)
-    return value
+    return None

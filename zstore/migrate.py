@@ -7,7 +7,8 @@ journal's copies where a save had not finished) and writes every trial into a ne
 experiment in one transaction. The old store is only read, never changed.
 
 Every chunk is decoded on the way, so its crc32c checksum is verified: a damaged 0.1
-store fails the migration, naming the chunk, instead of carrying the damage over. A
+store fails the migration, naming the chunk (or the metadata document that cannot be
+read: a trial's ``zarr.json`` truncated, say), instead of carrying the damage over. A
 shard of X or a layer that 0.1 did not store reads as zeros in 0.1 (zarr's fill value);
 such shards are written as zeros and listed in a warning, since 0.1 cannot tell an
 all-zero block from a lost one.
@@ -26,7 +27,7 @@ from typing import Any, cast
 import zarr
 from zarr.storage import FsspecStore, LocalStore
 
-from ._compat import list_keys, read_bytes
+from ._compat import child_names, list_keys, node_documents, read_bytes
 from .arrays import StorageConfig
 from .errors import LegacyFormatError, NotAnExperimentError, emit_user_warning
 from .experiment import Experiment
@@ -79,12 +80,19 @@ def migrate(
                 f"migrate {where} -> {new}: the new experiment would be written inside the "
                 f"old store, which zstore only reads; choose a path outside it"
             )
-    try:
-        root = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=False)
-    except Exception as err:
-        raise NotAnExperimentError(
-            f"{where}: no zstore 0.1 experiment there ({type(err).__name__}: {err})"
-        ) from None
+    (doc,) = node_documents(store, [""])
+    if doc.kind != "group":
+        found = {
+            "absent": "it has no zarr.json (not a Zarr v3 store)",
+            "array": "its root is a Zarr array",
+        }.get(doc.kind, f"its root metadata document zarr.json {doc.problem}")
+        fix = (
+            "restore zarr.json from a copy of the store, then migrate again"
+            if doc.kind == "damaged"
+            else "check the path (a zstore 0.1 experiment is a folder with zarr.json and trials/)"
+        )
+        raise NotAnExperimentError(f"{where}: no zstore 0.1 experiment there: {found}; {fix}")
+    root = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=False)
     meta: Any = root.attrs.get("zstore")
     if not isinstance(meta, dict) or meta.get("encoding-type") != EXPERIMENT_ENCODING:
         raise NotAnExperimentError(f"{where} is not a zstore experiment (no 'zstore' attributes)")
@@ -138,11 +146,32 @@ def _legacy_store(old: str | os.PathLike[str], options: Mapping[str, Any] | None
 
 
 def _committed_trials(root: zarr.Group, where: str) -> list[str]:
-    """Trials 0.1 showed: groups with consolidated metadata, in the order they were added."""
-    if TRIALS not in root:
-        raise NotAnExperimentError(f"{where}: the 0.1 experiment has no trials group")
+    """Trials 0.1 showed: groups with consolidated metadata, in the order they were added.
+
+    Each trial's metadata document is read here first: one that cannot be read fails
+    the migration, naming the trial and the file (0.1 could not read it either)."""
+    store = root.store
+    (trials,) = node_documents(store, [TRIALS])
+    if trials.kind != "group":
+        what = "no trials group" if trials.kind != "damaged" else f"{trials.key} {trials.problem}"
+        raise NotAnExperimentError(
+            f"{where}: the 0.1 experiment's metadata is damaged: {what}; restore it from a "
+            f"copy of the store, then migrate again"
+        )
+    names = child_names(store, TRIALS)
+    documents = node_documents(store, [f"{TRIALS}/{n}" for n in names])
     found = []
-    for name, group in cast(zarr.Group, root[TRIALS]).groups():
+    for name, doc in zip(names, documents, strict=True):
+        if doc.kind == "damaged":
+            raise NotAnExperimentError(
+                f"{where}: trial {name!r} cannot be migrated: its metadata document "
+                f"{where}/{doc.key} {doc.problem}; restore that file from a copy of the store, "
+                f"or migrate a copy of the store without trials/{name} (zstore only reads "
+                f"{where}); nothing was written"
+            )
+        if doc.kind != "group":
+            continue  # not a node (a stray file or folder): 0.1 did not show it
+        group = zarr.open_group(store, path=f"{TRIALS}/{name}", mode="r", zarr_format=3)
         meta: Any = group.attrs.get("zstore")
         if group.metadata.consolidated_metadata is None or not isinstance(meta, dict):
             emit_user_warning(
@@ -159,7 +188,16 @@ def _journalled(store: Any, group: zarr.Group, trial_id: str) -> dict[str, Any]:
     raw = read_bytes(store, f"{JOURNAL}/{trial_id}/manifest.json")
     if raw is None:
         return {}
-    manifest = json.loads(raw)
+    try:
+        manifest = json.loads(raw)
+        if not isinstance(manifest, dict):
+            raise ValueError("it holds no JSON object")
+    except ValueError as err:
+        raise NotAnExperimentError(
+            f"trial {trial_id!r}: the journal of an unfinished 0.1 save, "
+            f"{JOURNAL}/{trial_id}/manifest.json, cannot be read ({err}); restore it from a "
+            f"copy of the store, then migrate again; nothing was written"
+        ) from None
     token = str(cast(dict, group.attrs.get("zstore", {})).get("commit", ""))
     if manifest.get("base") != token:
         return {}  # the journal of a save that did commit: 0.1 ignored it

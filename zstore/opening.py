@@ -8,6 +8,7 @@ not write (:func:`zstore.store.survey`); replacing a zstore experiment with
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -16,11 +17,15 @@ import anndata as ad
 import numpy as np
 import zarr
 
+from . import _compat
 from .arrays import StorageConfig
 from .errors import (
+    ArgumentTypeError,
     ExperimentExistsError,
+    InvalidArgumentError,
     LegacyFormatError,
     NotAnExperimentError,
+    PathNotFoundError,
     UnsafeOverwriteError,
 )
 from .experiment import MODES, Experiment, _write_trials
@@ -38,6 +43,7 @@ from .store import (
     survey,
 )
 from .transaction import Repo
+from .validate import boolean, choice
 
 __all__ = [
     "check_open_mode",
@@ -53,8 +59,13 @@ __all__ = [
 
 def open_repo(place: Place, *, writable: bool, what: str = "experiment") -> Repo:
     """The repository at ``place``; a clear error when there is none (``what`` names
-    what the caller expected there)."""
+    what the caller expected there): what is there instead, and how to bring it in."""
     if place.local is not None and place.local.exists() and not place.local.is_dir():
+        if place.local.suffix.lower() == ".h5ad":
+            raise NotAnExperimentError(
+                f"{place.label} is an AnnData .h5ad file, not a zstore {what} (a folder); "
+                f"{_bring_in(f'anndata.read_h5ad({place.label!r})')}"
+            )
         raise NotAnExperimentError(
             f"{place.label} is a file, not a zstore {what} (a folder); check the path"
         )
@@ -63,7 +74,7 @@ def open_repo(place: Place, *, writable: bool, what: str = "experiment") -> Repo
     except Exception as err:
         contents = survey(place)
         if contents.kind == "nothing":
-            raise FileNotFoundError(
+            raise PathNotFoundError(
                 f"no zstore {what} at {place.label}: nothing is there; check the path, "
                 f"or create one with zs.create_{what}(...) or `zstore ingest`"
             ) from None
@@ -73,11 +84,78 @@ def open_repo(place: Place, *, writable: bool, what: str = "experiment") -> Repo
                 f"convert it once with `zstore migrate {place.label} NEW` and open NEW"
             ) from None
         if contents.kind == "other":
-            raise NotAnExperimentError(
-                f"{place.label} is not a zstore {what}: it holds {list(contents.names)}; "
-                f"a plain anndata Zarr store opens with anndata.read_zarr"
-            ) from None
+            raise NotAnExperimentError(foreign_text(place, list(contents.names), what)) from None
         raise err
+
+
+def foreign_text(place: Place, names: list[str], what: str) -> str:
+    """What a location that is not an Icechunk repository holds (an AnnData saved as
+    Zarr, a plain Zarr group or array, a damaged zstore 0.1 store, other files), and
+    how to bring it into zstore."""
+    label = place.label
+    root = _root_document(place)
+    found = f"it holds {names}"
+    fix = "check the path; zstore experiments are made by zs.create_experiment or `zstore ingest`"
+    if root is not None:
+        fmt, attrs, problem = root
+        if problem and fmt == 3 and place.local is not None and (place.local / "trials").is_dir():
+            return (
+                f"{label} looks like an experiment in zstore 0.1's format (plain Zarr with "
+                f"trials/), but its root metadata document zarr.json {problem}; restore "
+                f"{label}/zarr.json from a copy, then convert the store once with "
+                f"`zstore migrate {label} NEW`"
+            )
+        key = "zarr.json" if fmt == 3 else ".zattrs"
+        if problem:
+            found = f"its metadata document {key} {problem}"
+        elif attrs.get("encoding-type") == "anndata":
+            found = f"it holds an AnnData saved as Zarr (format {fmt}, e.g. by AnnData.write_zarr)"
+            fix = _bring_in(f"anndata.read_zarr({label!r})")
+        elif attrs.get("node_type") == "array":
+            found = f"it holds a Zarr array (format {fmt}), not a group"
+            fix = f"read it with zarr.open_array({label!r}); {fix}"
+        else:
+            found = f"it holds a plain Zarr group (format {fmt}: {names})"
+            fix = f"read it with zarr.open_group({label!r}); {fix}"
+    return f"{label} is not a zstore {what}: {found}; {fix}"
+
+
+def _bring_in(reader: str) -> str:
+    return (
+        f"read it with {reader}, or bring it into zstore as a trial: exp = "
+        f"zs.create_experiment('NEW.zarr', exp_id='...'); exp.add_trial('t-001', {reader})"
+    )
+
+
+def _root_document(place: Place) -> tuple[int, dict[str, Any], str] | None:
+    """(Zarr format, attributes, problem) of the root of a local plain Zarr store
+    (attributes hold ``node_type`` too), or None when it has no Zarr metadata."""
+    if place.local is None:
+        return None
+    names = {p.name for p in place.local.iterdir()}
+    if "zarr.json" in names:
+        raw = _read_file(place.local / "zarr.json")
+        doc = _compat.parse_node_document("zarr.json", raw)
+        attrs = {**doc.attributes, "node_type": doc.kind}
+        return 3, attrs, doc.problem
+    if ".zgroup" in names or ".zarray" in names:
+        raw = _read_file(place.local / ".zattrs") or b"{}"
+        try:
+            attrs = json.loads(raw)
+        except ValueError as err:
+            return 2, {}, f"is not valid JSON ({err})"
+        if not isinstance(attrs, dict):
+            return 2, {}, "holds no JSON object"
+        node_type = "array" if ".zarray" in names else "group"
+        return 2, {**attrs, "node_type": node_type}, ""
+    return None
+
+
+def _read_file(path: Any) -> bytes | None:
+    try:
+        return bytes(path.read_bytes())
+    except OSError:
+        return None
 
 
 def prepare(place: Place, *, overwrite: bool, kind: str = EXPERIMENT_ENCODING) -> Repo:
@@ -179,11 +257,11 @@ def plain_metadata(metadata: Mapping[str, Any], *, where: str) -> dict[str, Any]
     """``metadata`` as JSON values (str, int, float, bool, None; dates as ISO text), or
     a ValueError naming the key that cannot be stored."""
     if not isinstance(metadata, Mapping):
-        raise TypeError(f"{where}: metadata must be a dict, got {type(metadata).__name__}")
+        raise ArgumentTypeError(f"{where}: metadata must be a dict, got {type(metadata).__name__}")
     out: dict[str, Any] = {}
     for key, value in metadata.items():
         if not isinstance(key, str) or not key or key.startswith("_"):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{where}: metadata key {key!r} cannot be stored: keys are non-empty text "
                 f"not starting with '_'"
             )
@@ -192,7 +270,7 @@ def plain_metadata(metadata: Mapping[str, Any], *, where: str) -> dict[str, Any]
         elif isinstance(value, np.generic):
             value = value.item()
         if value is not None and not isinstance(value, str | int | float | bool):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{where}: metadata {key!r} is a {type(value).__name__} ({value!r}); "
                 f"metadata values are text, numbers, booleans or dates"
             )
@@ -203,12 +281,12 @@ def plain_metadata(metadata: Mapping[str, Any], *, where: str) -> dict[str, Any]
             and value is not None
             and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31)
         ):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{where}: metadata 'plane' must be the plane's index, a whole number >= 0 "
                 f"(suite2p's plane<k>), got {value!r}; record other labels under another key"
             )
         if key in RESERVED_METADATA:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{where}: metadata key {key!r} is a column zstore fills in the table "
                 f"({', '.join(RESERVED_METADATA)}); use another key, e.g. '{key}_label'"
             )
@@ -272,6 +350,12 @@ def create_with_trials(
 ) -> Experiment:
     """Create (or replace) an experiment with ``trials`` in one transaction."""
     check_name(exp_id, kind="exp_id")
+    boolean(overwrite, name="overwrite", where="create_experiment")
+    if config is not None and not isinstance(config, StorageConfig):
+        raise ArgumentTypeError(
+            f"create_experiment: config must be a zs.StorageConfig or None, got "
+            f"{type(config).__name__}; pass config=zs.StorageConfig(codec='zstd', clevel=5)"
+        )
     config = config or StorageConfig()
     place = resolve(store, storage_options=storage_options)
     repo = prepare(place, overwrite=overwrite)
@@ -292,10 +376,9 @@ def create_with_trials(
 
 def check_open_mode(mode: str, version: object) -> None:
     """``mode`` is "r" or "r+", and an earlier ``version`` opens read-only."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be 'r' (read) or 'r+' (read and write), got {mode!r}")
+    choice(mode, MODES, name="mode")
     if version is not None and mode != "r":
-        raise ValueError(
+        raise InvalidArgumentError(
             f"an earlier version opens read-only: pass mode='r' with version={version!r}"
         )
 

@@ -24,8 +24,15 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-from .errors import KeyNotFoundError, emit_user_warning
+from .errors import (
+    ArgumentTypeError,
+    IncompatibleDataError,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    emit_user_warning,
+)
 from .rois import resolve_rois
+from .validate import choice, finite_number, name_list, positive_int, shown
 from .views import layer_quantity
 
 __all__ = ["plot_event_average", "plot_raster", "plot_rois", "plot_traces"]
@@ -38,6 +45,7 @@ _SEP = " · "
 def _matplotlib() -> Any:
     try:
         import matplotlib
+        import matplotlib.axes
         import matplotlib.collections
         import matplotlib.colors
         import matplotlib.figure
@@ -71,13 +79,44 @@ def _interactive() -> bool:
 
 def _axes(ax: Any, figsize: tuple[float, float], layout: str = "constrained") -> Any:
     if ax is not None:
+        if not isinstance(ax, _matplotlib().axes.Axes):
+            raise ArgumentTypeError(
+                f"ax must be a matplotlib Axes (or None for a new figure), got {shown(ax)}; "
+                f"pass ax=fig.add_subplot()"
+            )
         return ax
     return _figure(figsize, layout).add_subplot()
 
 
+def _text(value: Any, name: str, example: str) -> str:
+    """A str argument (a column, image or colormap name)."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(
+            f"{name} must be a name (a str), got {shown(value)}; pass {example}"
+        )
+    return value
+
+
+def _chosen_rows(chosen: np.ndarray, where: str) -> np.ndarray:
+    if not len(chosen):
+        raise InvalidArgumentError(
+            f"no ROI of {where} is chosen; pass rois=[...] with stored ROI IDs (or iloc=)"
+        )
+    return chosen
+
+
 def _source(source: Any) -> tuple[Any, list[str], str]:
     """(data, title parts naming experiment and trial, where-text for errors)."""
-    if hasattr(source, "trialID") and hasattr(source, "data"):
+    from anndata import AnnData
+
+    from .experiment import Trial
+
+    if not isinstance(source, Trial | AnnData):
+        raise ArgumentTypeError(
+            f"zstore.plot draws a Trial (exp.load_trial(ID)) or an AnnotatedData "
+            f"(trial.data), got {shown(source)}"
+        )
+    if isinstance(source, Trial):
         exp = getattr(getattr(source, "experiment", None), "expID", None)
         parts = [str(p) for p in (exp, source.trialID) if p is not None]
         where = f"trial {source.trialID!r}" + (f" of {exp!r}" if exp is not None else "")
@@ -150,6 +189,13 @@ def plot_rois(
     """
     mpl = _matplotlib()
     data, parts, where = _source(source)
+    _text(color_by, "color_by", "color_by='iscell_prob'")
+    _text(image, "image", "image='meanImg'")
+    if _text(cmap, "cmap", "cmap='viridis'") not in mpl.colormaps:
+        raise InvalidArgumentError(
+            f"cmap={cmap!r} is not a matplotlib colormap; pass cmap='viridis' (or another "
+            f"name in matplotlib.colormaps)"
+        )
     if color_by not in data.obs:
         raise KeyNotFoundError(
             f"obs has no column {color_by!r}; its columns are {list(data.obs.columns)}"
@@ -407,9 +453,14 @@ def plot_raster(
     'E · t · F: 8 ROIs × 5000 frames (bins of 10)'
     """
     data, parts, where = _source(source)
+    max_frames = positive_int(max_frames, name="max_frames", where="plot_raster")
+    if vmax is not None:
+        vmax = finite_number(vmax, name="vmax", where="plot_raster", fix="pass vmax=None (auto)")
     values = _matrix(data, layer)
-    chosen = resolve_rois(data.obs_names, rois, iloc=iloc, where=where)
+    chosen = _chosen_rows(resolve_rois(data.obs_names, rois, iloc=iloc, where=where), where)
     names = [str(data.obs_names[i]) for i in chosen]
+    if not values.shape[1]:
+        raise IncompatibleDataError(f"{where} has no frames to draw")
     if len(chosen) != values.shape[0] or np.any(chosen != np.arange(values.shape[0])):
         values = values[chosen]
     n_rois, n_frames = values.shape
@@ -483,8 +534,9 @@ def plot_traces(
     values = _matrix(data, layer)
     if rois is None and iloc is None:
         iloc = list(range(min(5, data.n_obs)))
-    chosen = resolve_rois(data.obs_names, rois, iloc=iloc, where=where)
+    chosen = _chosen_rows(resolve_rois(data.obs_names, rois, iloc=iloc, where=where), where)
     names = [str(data.obs_names[i]) for i in chosen]
+    channels = name_list(channels, name="channels", what="var column", example="'stim'") or []
     missing = [c for c in channels if c not in data.var]
     if missing:
         raise KeyNotFoundError(
@@ -497,6 +549,11 @@ def plot_traces(
     times, time_label = _time_axis(data)
     quantity, unit = layer_quantity(data, layer)
     n_panels = 1 + len(channels)
+    if fig is not None and not isinstance(fig, mpl.figure.Figure):
+        raise ArgumentTypeError(
+            f"fig must be a matplotlib Figure (or None for a new one), got {shown(fig)}; "
+            f"pass fig=matplotlib.pyplot.figure()"
+        )
     if fig is None:
         fig = _figure((10, 2.5 + 0.45 * len(chosen) + 1.2 * len(channels)))
     axes = fig.subplots(
@@ -587,8 +644,8 @@ def plot_event_average(
     >>> ax.get_xlabel(), ax.get_title()
     ('time from event (s)', 'E · t · F around 3 events')
     """
-    if kind not in ("mean", "heatmap"):
-        raise ValueError(f"kind must be 'mean' or 'heatmap', got {kind!r}")
+    kind = choice(kind, ("mean", "heatmap"), name="kind", where="plot_event_average")
+    _check_windows(windows)
     all_names = [str(r) for r in windows["roi"].values]
     trials = sorted({str(t) for t in windows["trial"].values}) if "trial" in windows.coords else []
     exp = windows.attrs.get("experiment")
@@ -656,7 +713,23 @@ def plot_event_average(
     return ax
 
 
+def _check_windows(windows: Any) -> None:
+    import xarray as xr
+
+    if not isinstance(windows, xr.DataArray) or windows.dims != ("event", "roi", "lag"):
+        raise ArgumentTypeError(
+            f"plot_event_average draws windows from zs.event_windows (a DataArray with "
+            f"dims ('event', 'roi', 'lag')), got {shown(windows)}; pass "
+            f"windows=zs.event_windows(trial, events, before=..., after=...)"
+        )
+
+
 def _matrix(data: Any, layer: str | None) -> Any:
+    if layer is not None and not isinstance(layer, str):
+        raise ArgumentTypeError(
+            f"layer must be a layer name (a str) or None for X, got {shown(layer)}; pass "
+            f"layer='dFF'"
+        )
     if hasattr(data, "matrix"):
         return data.matrix(layer)
     if layer is None or layer == "X":

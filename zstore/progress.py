@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias
 
+from .errors import ArgumentTypeError
+
 __all__ = ["ProgressOption", "is_interactive", "reporting"]
 
 ProgressOption: TypeAlias = bool | Callable[..., None] | None
@@ -121,7 +123,7 @@ def _three_arguments(callback: Callable[..., None]) -> Callable[..., None]:
         return callback
     if len(required) <= 2 <= len(positional):
         return lambda label, done, total: callback(done, total)
-    raise TypeError(
+    raise ArgumentTypeError(
         f"progress={callback!r}: a progress callable is called as progress(label, done, "
         f"total) (label: the trial or experiment; done and total: units of work); it takes "
         f"{len(required)} required positional arguments. Pass such a callable, or "

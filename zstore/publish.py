@@ -30,7 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ExperimentExistsError, emit_user_warning
+from .errors import AlreadyExistsError, PathNotFoundError, emit_user_warning
+from .store import write_failure
 
 __all__ = ["check_target", "partial_name", "publishing"]
 
@@ -41,12 +42,12 @@ _RENAME_NOREPLACE = 1
 def check_target(target: Path, *, what: str) -> None:
     """Refuse a target that exists or whose folder does not (``what``: "export to")."""
     if os.path.lexists(target):
-        raise ExperimentExistsError(
+        raise AlreadyExistsError(
             f"{what} {target}: it already exists; zstore never replaces files: choose a new "
             f"name or remove it yourself"
         )
     if not target.parent.is_dir():
-        raise FileNotFoundError(
+        raise PathNotFoundError(
             f"{what} {target}: the folder {target.parent} does not exist; create it first"
         )
 
@@ -92,6 +93,11 @@ def publishing(target: str | os.PathLike[str], *, what: str) -> Iterator[Path]:
         _sync_tree(temporary)
         _publish(temporary, target, what=what)
         _sync_dir(target.parent)
+    except OSError as err:  # a full disk, a file-size limit, no permission: say so
+        failure = write_failure(err, where=f"{what} {target}", what="writing it")
+        if failure is None:
+            raise
+        raise failure from None
     finally:
         _remove(temporary)
 
@@ -108,7 +114,7 @@ def _publish(temporary: Path, target: Path, *, what: str) -> None:
         except OSError:  # a filesystem without hard links
             _rename_noreplace(temporary, target)
     except FileExistsError:
-        raise ExperimentExistsError(
+        raise AlreadyExistsError(
             f"{what} {target}: something of that name appeared while exporting; zstore "
             f"never replaces files: the export was discarded"
         ) from None

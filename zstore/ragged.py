@@ -17,6 +17,8 @@ import numpy as np
 import zarr
 
 from . import _compat
+from .errors import KeyNotFoundError
+from .shards import CheckedArray
 
 __all__ = ["RaggedArray", "as_ragged", "is_ragged_group", "read_ragged", "write_ragged"]
 
@@ -150,7 +152,10 @@ class RaggedArray(ak.Array):
                 raise IndexError(f"ROI index {int(key)} is out of range for {n} ROIs")
             return self._read(np.array([self._base_row(i)]))[0]
         if isinstance(key, str):
-            raise KeyError(f"RaggedArray has no fields; index it by ROI, not {key!r}")
+            raise KeyNotFoundError(
+                f"RaggedArray has no field {key!r}: it holds one array per ROI; index it by "
+                f"ROI position instead (ragged[3], ragged[:10])"
+            )
         return self.subset(key).to_numpy()
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -346,9 +351,17 @@ def is_ragged_group(node: Any) -> bool:
     )
 
 
-def read_ragged(node: zarr.Group, *, origin: str | None = None) -> RaggedArray:
+def read_ragged(
+    node: zarr.Group, *, origin: str | None = None, label: str | None = None
+) -> RaggedArray:
     """A lazy RaggedArray over a stored awkward list array; reads nothing now.
 
     ``origin`` names the stored version and path, so a save can tell it is unchanged.
+    ``label`` (e.g. "trial 't' obsm/ypix"): a damaged chunk read later raises
+    CorruptChunkError naming it (:func:`zstore.shards.read_checked`).
     """
-    return RaggedArray(node[_OFFSETS_KEY], node[_DATA_KEY], origin=origin)  # type: ignore[arg-type]
+    offsets: Any = node[_OFFSETS_KEY]
+    data: Any = node[_DATA_KEY]
+    if label is not None:
+        offsets, data = CheckedArray(offsets, label), CheckedArray(data, label)
+    return RaggedArray(offsets, data, origin=origin)

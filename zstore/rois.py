@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RoiNotFoundError
+from .errors import ArgumentTypeError, InvalidArgumentError, RoiNotFoundError, RowPositionError
 
 __all__ = ["normalize_roi_id", "resolve_rois"]
 
@@ -31,8 +31,8 @@ _WHOLE = "ROI IDs are whole numbers (Suite2p's ROI indices), given as 5 or '5'"
 def normalize_roi_id(roi: Any) -> str:
     """The stored form of one ROI ID: ``5``, ``np.int64(5)`` and ``'5'`` give ``'5'``.
 
-    Raises ``TypeError`` for anything but an int or a string: a float (``5.0``) is
-    refused rather than rounded, and a bool is not an ID.
+    Raises ``ArgumentTypeError`` (a TypeError) for anything but an int or a string: a
+    float (``5.0``) is refused rather than rounded, and a bool is not an ID.
 
     Examples
     --------
@@ -41,10 +41,12 @@ def normalize_roi_id(roi: Any) -> str:
     >>> normalize_roi_id(5.0)
     Traceback (most recent call last):
     ...
-    TypeError: a ROI ID is an int or a string (5 or '5'), not a float: got 5.0. ROI IDs are...
+    zstore.errors.ArgumentTypeError: a ROI ID is an int or a string (5 or '5'), not a float: ...
     """
     if isinstance(roi, bool | np.bool_):
-        raise TypeError(f"a ROI ID is an int or a string (5 or '5'), not a bool: got {roi!r}")
+        raise ArgumentTypeError(
+            f"a ROI ID is an int or a string (5 or '5'), not a bool: got {roi!r}"
+        )
     if isinstance(roi, int | np.integer):
         return str(int(roi))
     if isinstance(roi, str):
@@ -52,11 +54,11 @@ def normalize_roi_id(roi: Any) -> str:
     if isinstance(roi, float | np.floating):
         value = float(roi)
         fix = f": pass {int(value)}" if value.is_integer() else ""
-        raise TypeError(
+        raise ArgumentTypeError(
             f"a ROI ID is an int or a string (5 or '5'), not a float: got {value!r}. "
             f"ROI IDs are whole numbers (Suite2p's ROI indices){fix}"
         )
-    raise TypeError(
+    raise ArgumentTypeError(
         f"a ROI ID is an int or a string (a stored obs name such as 5 or '5'), got "
         f"{type(roi).__name__} {roi!r}"
     )
@@ -88,10 +90,10 @@ def resolve_rois(
     ------
     RoiNotFoundError
         (a KeyError) an ID that is not stored; the message names the nearest stored IDs.
-    TypeError
+    ArgumentTypeError
         An ID that is neither an int nor a string (a float such as ``5.0``, a bool).
-    IndexError
-        A position outside the rows.
+    RowPositionError
+        (an IndexError) a position outside the rows.
 
     Examples
     --------
@@ -106,7 +108,7 @@ def resolve_rois(
     """
     names = [str(n) for n in obs_names]
     if rois is not None and iloc is not None:
-        raise TypeError("pass rois= (stored ROI IDs) or iloc= (row positions), not both")
+        raise ArgumentTypeError("pass rois= (stored ROI IDs) or iloc= (row positions), not both")
     if iloc is not None:
         return _positions(iloc, len(names), where)
     if rois is None:
@@ -114,7 +116,9 @@ def resolve_rois(
     wanted = [normalize_roi_id(r) for r in _as_list(rois, "rois")]
     row_of: dict[Any, int] = {name: row for row, name in enumerate(names)}
     if len(row_of) != len(names):
-        raise ValueError(f"{where}: the stored ROI IDs are not unique, so an ID names no one ROI")
+        raise InvalidArgumentError(
+            f"{where}: the stored ROI IDs are not unique, so an ID names no one ROI"
+        )
     numeric = _numeric(names)
     if numeric is not None:  # '05', '５' and 5 name the stored '5'
         row_of = {value: row for row, value in enumerate(numeric)}
@@ -203,15 +207,15 @@ def _positions(iloc: Any, n: int, where: str) -> np.ndarray:
         p for p in items if isinstance(p, bool | np.bool_) or not isinstance(p, int | np.integer)
     ]
     if bad:
-        raise TypeError(f"iloc= takes row positions (ints), got {bad[:5]}")
-    out = np.array([int(p) for p in items], dtype=np.intp)
-    outside = out[(out < 0) | (out >= n)]
-    if len(outside):
-        raise IndexError(
-            f"row positions {outside[:5].tolist()} are outside the {n} ROIs of {where} "
+        raise ArgumentTypeError(f"iloc= takes row positions (ints), got {bad[:5]}")
+    positions = [int(p) for p in items]
+    outside = [p for p in positions if not 0 <= p < n]
+    if outside:
+        raise RowPositionError(
+            f"row positions {outside[:5]} are outside the {n} ROIs of {where} "
             f"(positions run 0..{n - 1}); pass rois= to pick ROIs by their stored IDs"
         )
-    return out
+    return np.array(positions, dtype=np.intp)
 
 
 def _as_list(value: Any, name: str) -> list[Any]:

@@ -18,6 +18,12 @@ the end of the shard), so this module reads and writes exactly those bytes itsel
 Arrays in any other layout (other codecs, big-endian, other index options) are left to
 zarr-python: :func:`ShardFormat.of` returns None for them, and for every array when the
 environment sets ``ZSTORE_CODEC_PIPELINE=zarr`` (how the benchmarks measure the two).
+zarr-python's codecs fail with plain ``ValueError``/``RuntimeError`` (no type of their
+own, no array or chunk named), so :func:`read_checked` reads through zarr-python and,
+when that fails, checks the stored chunks' bytes itself (:func:`chunk_damage`): the
+error is then :class:`~zstore.errors.ChecksumMismatchError` or
+:class:`~zstore.errors.CorruptChunkError` by what the bytes are, never by the words of
+zarr's message.
 """
 
 from __future__ import annotations
@@ -48,9 +54,19 @@ from zarr.codecs import (
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from .errors import CorruptChunkError, MissingChunkError
+from ._compat import is_storage_error, read_many
+from .errors import ChecksumMismatchError, CorruptChunkError, MissingChunkError
 
-__all__ = ["ShardFormat", "ShardReader", "ShardWriter", "codec_threads", "set_codec_threads"]
+__all__ = [
+    "CheckedArray",
+    "ShardFormat",
+    "ShardReader",
+    "ShardWriter",
+    "chunk_damage",
+    "codec_threads",
+    "read_checked",
+    "set_codec_threads",
+]
 
 _EMPTY = np.uint64(2**64 - 1)
 _BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
@@ -180,7 +196,7 @@ class ShardFormat:
     def decode_chunk(self, data: np.ndarray, where: str, scratch: np.ndarray) -> np.ndarray:
         """The inner chunk in ``data`` (checksum checked), decoded into ``scratch``."""
         if len(data) < 4 or _crc(data[:-4]) != bytes(data[-4:]):
-            raise CorruptChunkError(
+            raise ChecksumMismatchError(
                 f"{where} failed its crc32c checksum, so its bytes were changed after "
                 f"writing; run `zstore verify` to list damaged chunks and restore them "
                 f"from a copy"
@@ -234,7 +250,7 @@ class ShardFormat:
 
     def read_index(self, tail: np.ndarray, where: str) -> np.ndarray:
         if len(tail) != self.index_nbytes or _crc(tail[:-4]) != bytes(tail[-4:]):
-            raise CorruptChunkError(
+            raise ChecksumMismatchError(
                 f"{where}: the shard's index failed its crc32c checksum (or the shard is "
                 f"truncated), so its bytes were changed after writing; run `zstore verify` "
                 f"to list damaged chunks and restore them from a copy"
@@ -613,3 +629,147 @@ def shard_writers(targets: Iterable[zarr.Array]) -> list[Any]:
         fmt = ShardFormat.of(target) if isinstance(target, zarr.Array) else None
         out.append(ShardWriter(target, fmt) if fmt is not None else target)
     return out
+
+
+# -- checking stored chunks by their bytes (any layout zarr-python reads) ---------------
+
+
+def read_checked(array: zarr.Array, key: Any, label: str) -> np.ndarray:
+    """``array[key]`` read by zarr-python; a chunk whose bytes fail raises zstore's error.
+
+    When zarr-python's read fails, the stored chunks of the region are checked here
+    (:func:`chunk_damage`): a crc32c that does not match raises ChecksumMismatchError, a
+    chunk that does not decode CorruptChunkError, each naming ``label`` (e.g. "trial
+    't-005' obs") and the chunk's key. When every chunk is sound, zarr's error is
+    raised as it was (the failure was not the data's).
+    """
+    parts = key if isinstance(key, tuple) else (key,)
+    basic = all(isinstance(k, slice | int | np.integer) for k in parts)
+    try:
+        return np.asarray(array[key] if basic else array.oindex[key])
+    except Exception as err:
+        if is_storage_error(err):
+            raise  # the storage's own failure (a chunk object gone): the caller's to name
+        damage = chunk_damage(array, label)
+        if damage is None:
+            raise
+        raise damage from err
+
+
+class CheckedArray:
+    """A zarr array whose reads go through :func:`read_checked` (a damaged chunk is
+    zstore's error naming ``label``), for code that indexes arrays directly."""
+
+    def __init__(self, array: zarr.Array, label: str):
+        self.array = array
+        self.label = label
+        self.shape = tuple(array.shape)
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return read_checked(self.array, key, self.label)
+
+
+def chunk_damage(array: zarr.Array, label: str) -> CorruptChunkError | None:
+    """The error of the first stored chunk of ``array`` whose bytes are damaged (its
+    crc32c does not match, or it does not decode), or None when every stored chunk
+    checks out or the layout is one zstore cannot check (no crc32c codec).
+
+    Chunks that are not stored are not looked at: zarr-python reads them as the fill
+    value (zstore's dense matrices are checked for them by ``zstore verify``).
+    """
+    meta: Any = array.metadata
+    if getattr(meta, "zarr_format", None) != 3 or 0 in array.shape:
+        return None
+    codecs = list(meta.codecs)
+    grid = array.shards or array.chunks
+    counts = [-(-n // c) for n, c in zip(array.shape, grid, strict=True)]
+    prefix = f"{array.path}/" if array.path else ""
+    keys = [
+        prefix + meta.encode_chunk_key(coords)
+        for coords in itertools.product(*(range(n) for n in counts))
+    ]
+    for start in range(0, len(keys), 64):  # a few concurrent requests at a time
+        batch = keys[start : start + 64]
+        for key, raw in zip(batch, read_many(array.store, batch), strict=True):
+            if raw is None:
+                continue
+            problem = _chunk_problem(raw, codecs, tuple(array.chunks), np.dtype(array.dtype))
+            if problem is not None:
+                return _damage_error(label, key, *problem)
+    return None
+
+
+def _damage_error(label: str, key: str, kind: str, detail: str) -> CorruptChunkError:
+    if kind == "checksum":
+        return ChecksumMismatchError(
+            f"{label}: stored data failed its crc32c checksum ({detail}{key!r}), so its "
+            f"bytes were changed after writing; run `zstore verify` to list damaged chunks "
+            f"and restore them from a copy"
+        )
+    return CorruptChunkError(
+        f"{label}: the stored chunk {key!r} cannot be decoded ({detail}), although its "
+        f"checksum is right; it was written by another program or zstore version: run "
+        f"`zstore verify`"
+    )
+
+
+def _chunk_problem(
+    data: bytes, codecs: Sequence[Any], shape: tuple[int, ...], dtype: np.dtype
+) -> tuple[str, str] | None:
+    """``("checksum", where)`` or ``("decode", why)`` for the encoded chunk ``data``,
+    or None when it checks out (or cannot be checked past a codec zstore does not know).
+    ``codecs`` are the array's (array -> bytes, then bytes -> bytes); ``shape`` is the
+    chunk's (the inner chunk's, for a shard's chunks)."""
+    if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec):
+        return _shard_problem(data, codecs[0], shape, dtype)
+    if not codecs or not isinstance(codecs[-1], Crc32cCodec):
+        return None  # no checksum: zstore cannot tell damage from data
+    if len(data) < 4 or _crc(data[:-4]) != bytes(data[-4:]):
+        return ("checksum", "chunk ")
+    payload: Any = data[:-4]
+    for codec in reversed(codecs[1:-1]):
+        decoder = _numcodecs_of(codec)
+        if decoder is None:
+            return None
+        try:
+            payload = decoder.decode(payload)
+        except Exception as err:  # the codec's own failure, whatever its type or text
+            return ("decode", f"{type(err).__name__}: {err}")
+    expected = int(np.prod(shape)) * dtype.itemsize
+    size = len(memoryview(payload).cast("B"))
+    plain = _little_bytes(codecs[0]) or (isinstance(codecs[0], BytesCodec) and dtype.itemsize == 1)
+    if plain and dtype.kind in "fiub" and size != expected:
+        return ("decode", f"it decodes to {size} bytes, expected {expected}")
+    return None
+
+
+def _shard_problem(
+    data: bytes, sharding: Any, shape: tuple[int, ...], dtype: np.dtype
+) -> tuple[str, str] | None:
+    """The first problem of one shard: its index's crc32c, then each inner chunk's."""
+    index_codecs = list(sharding.index_codecs)
+    if len(index_codecs) != 2 or not isinstance(index_codecs[1], Crc32cCodec):
+        return None
+    inner = tuple(int(n) for n in sharding.chunk_shape)
+    n_inner = int(np.prod([-(-s // i) for s, i in zip(shape, inner, strict=True)]))
+    size = 16 * n_inner + 4
+    at_end = sharding.index_location == ShardingCodecIndexLocation.end
+    raw = np.frombuffer(data, dtype=np.uint8)
+    table = raw[len(raw) - size :] if at_end else raw[:size]
+    if len(raw) < size or _crc(table[:-4]) != bytes(table[-4:]):
+        return ("checksum", "the index of shard ")
+    for offset, nbytes in np.frombuffer(table[:-4].tobytes(), dtype="<u8").reshape(-1, 2):
+        if offset == _EMPTY and nbytes == _EMPTY:
+            continue
+        if offset + nbytes > len(raw):
+            return ("decode", f"the shard's index points past its end ({len(raw)} bytes)")
+        chunk = raw[int(offset) : int(offset + nbytes)]
+        problem = _chunk_problem(chunk.tobytes(), sharding.codecs, inner, dtype)
+        if problem is not None:
+            return ("checksum", "an inner chunk of shard ") if problem[0] == "checksum" else problem
+    return None

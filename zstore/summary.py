@@ -21,8 +21,9 @@ import zarr
 
 from . import _compat
 from ._version import __version__
+from .documents import damaged_experiments
 from .images import IMAGES
-from .store import EXPERIMENTS, TRIALS
+from .store import EXPERIMENTS, TRIAL_ENCODING, TRIALS
 from .trialio import describe_arrays, trial_summary
 
 __all__ = [
@@ -281,6 +282,11 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
     chunks and codecs (and opens each trial group for them). ``where``: a pandas query
     selecting trials (collections).
 
+    A trial whose metadata cannot be read is left out of ``trials`` and listed under the
+    experiment's ``damaged`` (``{"trial", "problem"}``, the problem naming the key); an
+    experiment of a collection whose metadata cannot be read, under the collection's
+    ``damaged`` (``{"experiment", "problem"}``).
+
     Examples
     --------
     >>> import icechunk, numpy as np, zstore as zs
@@ -296,7 +302,10 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
     is_collection = hasattr(found, "experimentIDs")
     table = found.table(where) if is_collection else found.table()
     if is_collection:
-        prefixes = {e: f"{EXPERIMENTS}/{e}" for e in dict.fromkeys(table["experiment"])}
+        # every experiment unless a query selects trials: one whose trials are all
+        # damaged has no row, and is shown with them under "damaged"
+        ids = dict.fromkeys(table["experiment"]) if where else found.experimentIDs
+        prefixes = {e: f"{EXPERIMENTS}/{e}" for e in ids}
     else:
         prefixes = {found.expID: found._prefix}
     pairs = [
@@ -304,6 +313,7 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
         for e, t in zip(table["experiment"], table["trial"], strict=True)
     ]
     trial_groups = [_join(prefixes[e], f"{TRIALS}/{t}") for e, t in pairs if t is not None]
+    damaged = _damaged_trials(store, prefixes, {(e, t) for e, t in pairs if t is not None})
     keys = [_join(prefixes[e], "zarr.json") for e in prefixes]
     keys += [f"{g}/zarr.json" for g in trial_groups] + [f"{g}/var/zarr.json" for g in trial_groups]
     docs = dict(zip(keys, _compat.read_many(store, keys), strict=True))
@@ -351,6 +361,7 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
                     "stored_bytes": sizes[_join(prefix, IMAGES)],
                 },
                 "trials": trials,
+                "damaged": damaged.get(exp_id, []),
             }
         )
     head = {
@@ -372,7 +383,50 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
             "stored_bytes": sum(e["totals"]["stored_bytes"] for e in experiments),
         },
         "experiments": experiments,
+        "damaged": _damaged_experiments(store),
     }
+
+
+def _damaged_trials(
+    store: Any, prefixes: Mapping[str, str], shown: set[tuple[str, str]]
+) -> dict[str, list[dict[str, str]]]:
+    """The trials of each experiment that the table leaves out, with what is wrong."""
+    listed = _compat.list_children(store, [_join(p, TRIALS) for p in prefixes.values()])
+    missing = [
+        (exp_id, name)
+        for exp_id, names in zip(prefixes, listed, strict=True)
+        for name in sorted(names)
+        if name != "zarr.json" and (exp_id, name) not in shown
+    ]
+    docs = _compat.node_documents(store, [_join(prefixes[e], f"{TRIALS}/{t}") for e, t in missing])
+    out: dict[str, list[dict[str, str]]] = {}
+    for (exp_id, trial_id), doc in zip(missing, docs, strict=True):
+        problem = _node_problem(doc, TRIAL_ENCODING, "a trial group")
+        out.setdefault(exp_id, []).append({"trial": trial_id, "problem": problem})
+    return out
+
+
+def _damaged_experiments(store: Any) -> list[dict[str, str]]:
+    """The experiments of a collection whose metadata cannot be read, with what is wrong."""
+    found = damaged_experiments(store)
+    return [{"experiment": name, "problem": problem} for name, problem in found.items()]
+
+
+def _node_problem(doc: _compat.NodeDocument, encoding: str, what: str) -> str:
+    if doc.kind == "absent":
+        return f"its metadata document {doc.key} is missing"
+    if doc.kind == "damaged":
+        return f"its metadata document {doc.key} {doc.problem}"
+    if doc.kind == "array":
+        return f"{doc.key.removesuffix('/zarr.json')} is a Zarr array, not {what}"
+    if _encoding(doc.attributes) != encoding:
+        return f"{doc.key} has no 'zstore' attributes of {what} (encoding-type {encoding!r})"
+    return f"{doc.key} is incomplete (its zstore attributes lack fields the table needs)"
+
+
+def _encoding(attributes: Mapping[str, Any]) -> Any:
+    meta = attributes.get("zstore")
+    return meta.get("encoding-type") if isinstance(meta, Mapping) else None
 
 
 def _trial_entry(trial_id: str, meta: Mapping[str, Any], var_doc: bytes | None) -> dict[str, Any]:

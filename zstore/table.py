@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import _compat
-from .errors import emit_user_warning
+from .errors import InvalidArgumentError, emit_user_warning
 from .store import EXPERIMENT_ENCODING, EXPERIMENTS, TRIALS
 
 __all__ = ["TABLE_COLUMNS", "query_table", "read_table"]
@@ -62,22 +62,26 @@ def read_table(store: Any, where: str, prefixes: Mapping[str, str] | None = None
     for exp_id, doc in zip(exp_ids, exp_docs, strict=True):
         meta = _zstore_attrs(doc)
         if meta.get("encoding-type") != EXPERIMENT_ENCODING:
+            key = _join(prefixes[exp_id], "zarr.json")
             emit_user_warning(
-                f"{where}: {EXPERIMENTS}/{exp_id} is not a zstore experiment (its metadata "
-                f"is missing or damaged); it is left out of the table: `zstore verify`"
+                f"{where}: experiment {exp_id!r} is left out of the table: "
+                f"{_problem(key, doc, 'zstore experiment')}; `zstore verify` lists what is "
+                f"damaged, and the other experiments read as usual"
             )
             continue
-        experiments.append((int(meta.get("created", 0)), exp_id, meta))
+        experiments.append((_created(meta), exp_id, meta))
     trials: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
     for (exp_id, trial_id), doc in zip(keys, trial_docs, strict=True):
         meta = _zstore_attrs(doc)
         if not meta:
+            key = _join(prefixes[exp_id], f"{TRIALS}/{trial_id}/zarr.json")
             emit_user_warning(
-                f"{where}: trial {trial_id!r} of experiment {exp_id!r} has missing or "
-                f"damaged metadata; it is left out of the table: `zstore verify`"
+                f"{where}: trial {trial_id!r} of experiment {exp_id!r} is left out of the "
+                f"table: {_problem(key, doc, 'zstore trial')}; `zstore verify` lists what is "
+                f"damaged, and the other trials read as usual"
             )
             continue
-        trials.setdefault(exp_id, []).append((int(meta.get("created", 0)), trial_id, meta))
+        trials.setdefault(exp_id, []).append((_created(meta), trial_id, meta))
     missing_summary = [
         (e, t) for e, rows in trials.items() for _, t, m in rows if "summary" not in m
     ]
@@ -132,6 +136,21 @@ def _whole(value: Any) -> Any:
     return value
 
 
+def _problem(key: str, doc: bytes | None, what: str) -> str:
+    """Why the metadata document ``doc`` at ``key`` is not a ``what``'s."""
+    found = _compat.parse_node_document(key, doc)
+    if found.kind == "absent":
+        return f"its metadata document {key} is missing"
+    if found.kind == "damaged":
+        return f"its metadata document {key} {found.problem}"
+    return f"{key} has no 'zstore' attributes of a {what}"
+
+
+def _created(meta: dict[str, Any]) -> int:
+    value = meta.get("created", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 2**63
+
+
 def _zstore_attrs(doc: bytes | None) -> dict[str, Any]:
     try:
         meta = json.loads(doc).get("attributes", {}).get("zstore") if doc else None
@@ -174,12 +193,12 @@ def query_table(table: pd.DataFrame, where: str, location: str) -> pd.DataFrame:
     (``@name``) are refused: put the value in the string.
     """
     if not isinstance(where, str) or not where.strip():
-        raise ValueError(
+        raise InvalidArgumentError(
             f"where must be a pandas query string such as \"subject == 'RL109' and plane "
             f'== 0", got {where!r}'
         )
     if "@" in where:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"where={where!r}: variables (@name) cannot be used here; put the value in the "
             f'string, e.g. where=f"subject == {{subject!r}}"'
         )
@@ -189,7 +208,7 @@ def query_table(table: pd.DataFrame, where: str, location: str) -> pd.DataFrame:
         except (TypeError, ValueError, NotImplementedError, AttributeError):
             mask = table.eval(where, engine="python")  # e.g. layers.str.contains('dFF')
     except Exception as err:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"where={where!r} cannot select trials of {location}: "
             f"{type(err).__name__}: {err}; the table's columns are {list(table.columns)}"
         ) from None
@@ -199,7 +218,7 @@ def query_table(table: pd.DataFrame, where: str, location: str) -> pd.DataFrame:
         and (mask.dtype == bool or str(mask.dtype) == "boolean")
     ):
         shown = type(mask).__name__ if not isinstance(mask, pd.Series) else f"{mask.dtype} values"
-        raise ValueError(
+        raise InvalidArgumentError(
             f"where={where!r} must be a condition, True or False for each trial (e.g. "
             f'"plane == 0"), but it gives {shown}'
         )

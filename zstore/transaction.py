@@ -54,15 +54,26 @@ from zarr.errors import GroupNotFoundError
 from . import _compat
 from ._version import __version__
 from .arrays import Progress, store_matrices
+from .documents import root_problem
 from .errors import (
     ConflictError,
+    OutOfMemoryError,
     ReadOnlyError,
     StoreError,
     TrialChangedError,
     VersionNotFoundError,
 )
 from .leases import SKEW, Leases
-from .store import EXPERIMENTS, LOCKS, TRIALS, Place
+from .store import (
+    EXPERIMENTS,
+    LOCKS,
+    TRIALS,
+    Place,
+    check_reachable,
+    out_of_memory,
+    s3_errors,
+    write_failure,
+)
 
 __all__ = ["Commit", "GarbageReport", "Guard", "Repo", "Transaction", "VersionProbe"]
 
@@ -113,6 +124,7 @@ class Repo:
     @classmethod
     def open(cls, place: Place, *, writable: bool) -> Repo:
         """Open an existing repository (raises what Icechunk raises when there is none)."""
+        check_reachable(place)  # at once, not after Icechunk's retries
         with _compat.icechunk_errors(place.label):
             repository = ic.Repository.open(place.storage, config=_runtime_config())
         return cls(repository, place, writable=writable)
@@ -120,8 +132,18 @@ class Repo:
     @classmethod
     def create(cls, place: Place) -> Repo:
         """Create an empty repository at a location the caller checked is free."""
-        with _compat.icechunk_errors(place.label):
-            repository = ic.Repository.create(place.storage, config=_runtime_config())
+        check_reachable(place)
+        what = "creating the repository"
+        try:
+            if place.local is not None:
+                _make_writable_folder(place.local)
+            with _compat.icechunk_errors(place.label):
+                repository = ic.Repository.create(place.storage, config=_runtime_config())
+        except OSError as err:
+            failure = write_failure(err, where=place.label, what=what)
+            if failure is None:
+                raise
+            raise failure from None
         return cls(repository, place, writable=True)
 
     # -- versions -------------------------------------------------------------------------
@@ -166,6 +188,8 @@ class Repo:
             return zarr.open_group(session.store, mode="r", zarr_format=3)
         except GroupNotFoundError:
             return None
+        except Exception as err:  # a root document zarr cannot read: name it
+            raise root_problem(session.store, "", self.place.label, err) from None
 
     def is_untouched(self) -> bool:
         """True for a repository Icechunk created and nobody committed to since."""
@@ -239,7 +263,11 @@ class Repo:
             raise ReadOnlyError(
                 f"{self.place.label} was opened read-only; open it with mode='r+' to write"
             )
-        with contextlib.ExitStack() as stack:
+        with (
+            _resource_errors(self.place.label, message),
+            s3_errors(self.place),
+            contextlib.ExitStack() as stack,
+        ):
             stack.enter_context(_compat.icechunk_errors(self.place.label))
             session = self.repository.writable_session(BRANCH)
             # The lease names the base version, so gc keeps it (and what is written
@@ -356,7 +384,8 @@ class Repo:
         """
         now = datetime.datetime.now(datetime.UTC)
         leases = Leases(self.place)
-        live = leases.live()
+        with s3_errors(self.place):
+            live = leases.live()
         cutoff = now - grace
         if live.oldest is not None:
             cutoff = min(cutoff, live.oldest - SKEW)
@@ -470,7 +499,8 @@ class Transaction:
         """Remove a node and everything below it from the next version."""
         parent, _, name = self.path(path).rpartition("/")
         node = zarr.open_group(self.store, path=parent, mode="r+", zarr_format=3)
-        if name in node:
+        # not `name in node`: that parses the node's metadata, which may be damaged
+        if _compat.has_node(self.store, self.path(path)):
             del node[name]
 
     def write_arrays(
@@ -501,6 +531,50 @@ class Transaction:
         """Bring the workers' writes into the session (before the commit)."""
         if self.fork is not None:
             self.session.merge(*self.merged, self.fork)
+
+
+@contextlib.contextmanager
+def _resource_errors(where: str, message: str) -> Iterator[None]:
+    """A write that fails for want of disk (full, quota, file size limit), permission or
+    memory (or room for a thread), as an error naming the store, the write (``message``:
+    "add trial 't-1'") and what to check; a disk error's errno is kept (``err.errno``)."""
+    try:
+        yield
+    except OutOfMemoryError:
+        raise
+    except Exception as err:
+        if out_of_memory(err):
+            raise OutOfMemoryError(_memory_advice(where, message, err)) from None
+        failure = write_failure(err, where=where, what=message)
+        if failure is None:
+            raise
+        raise failure from None
+    except BaseException as err:  # Icechunk's Rust panics, e.g. a thread it cannot start
+        if type(err).__name__ != "PanicException" or not out_of_memory(err):
+            raise
+        raise OutOfMemoryError(_memory_advice(where, message, err)) from None
+
+
+def _memory_advice(where: str, message: str, err: BaseException) -> str:
+    threads = "thread" in str(err) and not isinstance(err, MemoryError)
+    what = (
+        "could not start a thread (memory, or a limit on processes: `ulimit -v`, `ulimit -u`)"
+        if threads
+        else "ran out of memory"
+    )
+    return (
+        f"{where}: {message} {what}; nothing of it was saved. Each thread holds a few "
+        f"shards: use fewer threads (dask.config.set(num_workers=2)), smaller shards for "
+        f"new data (StorageConfig(shard_bytes=...)), or fewer trials at once"
+    )
+
+
+def _make_writable_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) and check that files can be made in it, before
+    Icechunk does (where it cannot, Icechunk panics with a Rust backtrace on stderr)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
 
 
 def _runtime_config() -> ic.RepositoryConfig:

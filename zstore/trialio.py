@@ -39,16 +39,17 @@ from .arrays import (
     read_errors,
 )
 from .changes import Changes, StoredState, matrix_name, stored_state
+from .documents import damaged_documents, damaged_text, trial_fix
 from .errors import (
     MissingChunkError,
     NotAnExperimentError,
     TrialChangedError,
 )
 from .images import check_readable, join_images, split_images
-from .names import check_name
 from .processing.provenance import describe, provenance_of
 from .ragged import RaggedArray, as_ragged, is_ragged_group, read_ragged, write_ragged
-from .storable import prepare
+from .shards import chunk_damage
+from .storable import check_names, prepare
 from .store import ENCODING_VERSION, TRIAL_ENCODING
 
 __all__ = [
@@ -196,7 +197,7 @@ def write_trial(
     ``images``: where the summary images of uns go (once per experiment; the trial's
     uns then refers to them); None keeps them in uns (a self-contained export).
     """
-    check_names(adata)
+    check_names(adata, f"trial {trial_id!r}")
     X = adata.X
     if X is None:
         raise ValueError(f"trial {trial_id!r}: the AnnotatedData has no X to store")
@@ -285,27 +286,6 @@ def _write_aligned(node: zarr.Group, key: str, value: Any) -> None:
         _write(node, key, value)
 
 
-def check_names(adata: ad.AnnData) -> None:
-    for name in adata.layers:
-        check_name(name, kind="layer name")
-    for attr in ALIGNED:
-        for key in getattr(adata, attr):
-            check_name(key, kind=f"{attr} key")
-    for frame, axis in ((adata.obs, "obs"), (adata.var, "var")):
-        for column in frame.columns:
-            check_name(str(column), kind=f"{axis} column name")
-        if frame.index.name is not None:
-            check_name(str(frame.index.name), kind=f"{axis} index name")
-    _check_keys(adata.uns, "uns")
-
-
-def _check_keys(mapping: Mapping[Any, Any], where: str) -> None:
-    for key, value in mapping.items():
-        check_name(key, kind=f"{where} key")
-        if isinstance(value, Mapping):
-            _check_keys(value, f"{where}[{key!r}]")
-
-
 # -- saving what changed -----------------------------------------------------------------
 
 
@@ -372,7 +352,7 @@ def apply_changes(
             f"{label} was saved by someone else since it was loaded (version "
             f"{state.version}); nothing was saved: load it again and redo the change"
         )
-    check_names(adata)
+    check_names(adata, label, stored=state)
     for name in changes.layers_written:
         _check_matrix(f"{label} layer {name!r}", adata.layers[name])
     with _anndata_writes():
@@ -436,7 +416,42 @@ def read_trial(
     (for migrating those stores; zstore's own reads make it an error). ``images``
     reads the summary images uns refers to (they are put back in uns); None leaves
     the references.
+
+    A metadata document inside the trial that zarr cannot read (``obs/zarr.json`` not
+    JSON, ...) raises NotAnExperimentError naming it; a chunk whose bytes changed,
+    CorruptChunkError naming the element and the chunk.
     """
+    try:
+        return _read_trial(
+            group,
+            trial_id,
+            version=version,
+            explain=explain,
+            elsewhere=elsewhere,
+            missing_reads_as_zeros=missing_reads_as_zeros,
+            images=images,
+        )
+    except Exception as err:
+        if type(err).__module__ == NotAnExperimentError.__module__ or _compat.is_storage_error(err):
+            raise  # zstore's own error already names what failed
+        damaged = damaged_documents(group.store, group.path)
+        if not damaged:
+            raise
+        raise NotAnExperimentError(
+            damaged_text(f"trial {trial_id!r}", damaged, fix=trial_fix(trial_id))
+        ) from err
+
+
+def _read_trial(
+    group: zarr.Group,
+    trial_id: str,
+    *,
+    version: str,
+    explain: Callable[[], str] | None,
+    elsewhere: Mapping[str, Any] | None,
+    missing_reads_as_zeros: bool,
+    images: GetImage | None,
+) -> tuple[AnnotatedData, StoredState]:
     moved = dict(elsewhere or {})
 
     def node(path: str) -> Any:
@@ -447,8 +462,7 @@ def read_trial(
     if not isinstance(meta, dict) or meta.get("encoding-type") != TRIAL_ENCODING:
         raise NotAnExperimentError(
             f"{label}: its group has no zstore trial attributes (it was not written by "
-            f"zstore, or its metadata is damaged); remove it with exp.remove_trial("
-            f"{trial_id!r}) or replace it with exp.add_trial({trial_id!r}, ..., overwrite=True)"
+            f"zstore, or its metadata is damaged); {trial_fix(trial_id)}"
         )
     if "X" not in group:
         raise MissingChunkError(f"{label}: the trial has no X array (its metadata is damaged)")
@@ -469,12 +483,10 @@ def read_trial(
         for name in sorted(cast(zarr.Group, group["layers"]).array_keys()):
             layers[name] = lazy(f"layers/{name}", f"layer {name!r}")
             matrices[f"layers/{name}"] = layers[name].name
-    with read_errors_of(label, "obs", explain):
-        obs = read_elem(node("obs"))
-    with read_errors_of(label, "var", explain):
-        var = read_elem(node("var"))
-    with read_errors_of(label, "uns", explain):
-        uns = read_elem(node("uns")) if "uns" in group or "uns" in moved else {}
+    obs = _read_element(node("obs"), label, "obs", explain)
+    var = _read_element(node("var"), label, "var", explain)
+    has_uns = "uns" in group or "uns" in moved
+    uns = _read_element(node("uns"), label, "uns", explain) if has_uns else {}
     if images is not None:
         uns = join_images(uns, images, label=label)
     eager: dict[str, dict[str, Any]] = {}
@@ -487,10 +499,11 @@ def read_trial(
             member = moved.get(f"{attr}/{key}", member)
             if is_ragged_group(member):
                 origin = f"{version}:{trial_id}/{attr}/{key}"
-                lazy_ragged[attr][key] = read_ragged(member, origin=origin)
+                lazy_ragged[attr][key] = read_ragged(
+                    member, origin=origin, label=f"{label} {attr}/{key}"
+                )
             else:
-                with read_errors_of(label, f"{attr}/{key}", explain):
-                    eager[attr][key] = read_elem(member)
+                eager[attr][key] = _read_element(member, label, f"{attr}/{key}", explain)
     adata = AnnotatedData(X, obs=obs, var=var, uns=uns, layers=layers, **eager)
     for attr, entries in lazy_ragged.items():
         for key, ragged in entries.items():
@@ -512,6 +525,35 @@ def read_errors_of(
     label: str, element: str, explain: Callable[[], str] | None
 ) -> contextlib.AbstractContextManager[None]:
     return read_errors(f"{label} {element}: stored data", explain)
+
+
+def _read_element(node: Any, label: str, element: str, explain: Callable[[], str] | None) -> Any:
+    """``read_elem(node)``; a chunk of it whose bytes are damaged raises CorruptChunkError
+    naming ``element`` and the chunk (checked by its bytes once anndata's read failed)."""
+    with read_errors_of(label, element, explain):
+        try:
+            return read_elem(node)
+        except Exception as err:
+            if _compat.is_storage_error(err):
+                raise
+            damage = _element_damage(node, f"{label} {element}")
+            if damage is None:
+                raise
+            raise damage from err
+
+
+def _element_damage(node: Any, label: str) -> Exception | None:
+    if isinstance(node, zarr.Array):
+        return chunk_damage(node, label)
+    try:
+        arrays = [a for _, a in node.members(max_depth=None) if isinstance(a, zarr.Array)]
+    except Exception:  # its metadata is damaged too: read_trial names the document
+        return None
+    for array in arrays:
+        damage = chunk_damage(array, label)
+        if damage is not None:
+            return damage
+    return None
 
 
 #: The dimension every row of an element's arrays runs along (xarray's name for it).

@@ -5,7 +5,11 @@ not listed is missing data, and is reported. Every chunk of every element (X, la
 obs, var, obsm, uns) is read back: a chunk object that was deleted or truncated, or
 whose crc32c checksum no longer matches its bytes, is reported with the trial, array and
 chunk. A shard that fails is re-read one inner chunk at a time to name exactly which
-chunks are damaged.
+chunks are damaged. A trial whose metadata documents cannot be read is reported with
+the document's key, and the other trials are checked as usual.
+
+What failed is told by the error's type (zstore's readers check every crc32c
+themselves: :mod:`zstore.shards`), never by the words of a message.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ import zarr
 from anndata.io import read_elem
 
 from ._compat import is_storage_error, list_keys, short_message
-from .errors import MissingChunkError
+from .documents import damaged_documents, damaged_experiments, list_trials
+from .errors import ChecksumMismatchError, CorruptChunkError, MissingChunkError
 from .experiment import Experiment
 from .images import IMAGES, REFS, image_name, image_refs, is_image_array, read_image
 from .progress import ProgressOption, reporting
-from .shards import ShardFormat, ShardReader
+from .shards import ShardFormat, ShardReader, chunk_damage, read_checked
 from .store import TRIAL_ENCODING, TRIALS
 
-__all__ = ["Damage", "verify_experiment"]
+__all__ = ["Damage", "unreadable_experiments", "verify_experiment"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +46,12 @@ class Damage:
     #: A summary image (``array`` is ``images/<hash>``, ``trial`` empty): the trials
     #: that use it, each with the uns key it fills (``"t-005 suite2p/meanImg"``).
     used_by: tuple[str, ...] = ()
+    #: An experiment of a collection whose own metadata cannot be read (``trial`` empty)
+    experiment: str = ""
 
     def __str__(self) -> str:
+        if self.experiment and not self.trial:
+            return f"experiment {self.experiment!r}: {self.error}"
         if self.used_by:
             return f"image {self.array} (used by {', '.join(self.used_by)}): {self.error}"
         where = f"trial {self.trial!r}"
@@ -73,17 +82,25 @@ def verify_experiment(
     """
     damage: list[Damage] = []
     uses: dict[str, list[str]] = {}  # summary image -> the trials using it (checked once)
-    ids = exp.trialIDs
+    store = exp.open_zarr().store
+    listing = list_trials(store, exp._path(TRIALS))
+    ids = [t for t in listing.ids if t not in listing.damaged]
+    # a trial whose own document cannot be read (or an array among the trials): reported
+    damage += [Damage(t, "", (), f"metadata: {why}") for t, why in listing.damaged.items()]
     with reporting(progress, desc=f"verify {exp.expID}", parts=len(ids), unit="array") as report:
         for trial_id in ids:
-            group = exp.open_zarr(f"{TRIALS}/{trial_id}")
+            try:
+                group = exp.open_zarr(f"{TRIALS}/{trial_id}")
+                arrays = [
+                    (path, cast(zarr.Array, node))
+                    for path, node in group.members(max_depth=None)
+                    if isinstance(node, zarr.Array)
+                ]
+            except Exception as err:  # a document inside the trial that zarr cannot read
+                damage += _unreadable_trial(trial_id, store, exp._path(f"{TRIALS}/{trial_id}"), err)
+                continue
             damage += _check_metadata(trial_id, group)
             damage += _image_uses(trial_id, group, uses)
-            arrays = [
-                (path, cast(zarr.Array, node))
-                for path, node in group.members(max_depth=None)
-                if isinstance(node, zarr.Array)
-            ]
             if report is not None:
                 report(trial_id, 0, len(arrays))
             for k, (path, array) in enumerate(arrays):
@@ -94,6 +111,31 @@ def verify_experiment(
                 if report is not None:
                     report(trial_id, k + 1, len(arrays))
     return damage + _check_images(exp.open_zarr(""), uses)
+
+
+def unreadable_experiments(col: Any) -> list[Damage]:
+    """The experiments of the collection ``col`` whose own metadata cannot be read
+    (its table and ``experimentIDs`` leave them out), each naming the key.
+
+    Examples
+    --------
+    >>> import icechunk, zstore as zs
+    >>> col = zs.create_collection(icechunk.in_memory_storage())
+    >>> unreadable_experiments(col)
+    []
+    """
+    found = damaged_experiments(col._session.store)
+    return [Damage("", "", (), f"metadata: {why}", experiment=e) for e, why in found.items()]
+
+
+def _unreadable_trial(trial_id: str, store: Any, path: str, err: Exception) -> list[Damage]:
+    """The damaged documents of a trial that zarr could not list (or why it could not)."""
+    if is_storage_error(err):
+        return [Damage(trial_id, "", (), f"metadata {_reason(err)}")]
+    found = damaged_documents(store, path)
+    if not found:
+        return [Damage(trial_id, "", (), f"metadata unreadable: {type(err).__name__}: {err}")]
+    return [Damage(trial_id, "", (), f"metadata: {d.key} {d.problem}") for d in found]
 
 
 def _check_metadata(trial_id: str, group: zarr.Group) -> list[Damage]:
@@ -136,8 +178,9 @@ def _check_images(root: zarr.Group, uses: dict[str, list[str]]) -> list[Damage]:
             continue
         try:
             image = read_image(node)
-        except Exception as err:
-            found.append(Damage("", path, (), f"unreadable: {_reason(err)}", users))
+        except Exception as err:  # what its bytes are, told by zstore's own check
+            why = chunk_damage(node, f"image {path}") or err
+            found.append(Damage("", path, (), f"unreadable: {_reason(why)}", users))
             continue
         if is_image_array(node) and image_name(image) != path.removeprefix(f"{IMAGES}/"):
             found.append(
@@ -171,10 +214,11 @@ def _reader(trial_id: str, path: str, array: zarr.Array) -> Callable[[tuple[slic
     """Reads a region checking every checksum: zstore's shard pipeline (whole shards
     decoded on every core; an inner chunk left out of its shard is damage, not zeros),
     or zarr-python for other layouts."""
+    label = f"trial {trial_id!r} {path}"
     fmt = ShardFormat.of(array)
     if fmt is None:
-        return lambda region: array[region]
-    return ShardReader(array, fmt, f"trial {trial_id!r} {path}").read
+        return lambda region: read_checked(array, region, label)
+    return ShardReader(array, fmt, label).read
 
 
 def _is_dense(array: zarr.Array) -> bool:
@@ -222,13 +266,16 @@ def _locate(
 
 
 def _reason(err: Exception) -> str:
+    """What a failed read means, told by the error's type."""
     if is_storage_error(err):
         return f"cannot be read: {short_message(err)}"[:300]
     text = str(err)
     if isinstance(err, MissingChunkError):
         return "chunk missing: " + text.split(": ", 1)[-1][:300]
-    if "checksum" in text:
+    if isinstance(err, ChecksumMismatchError):
         return "checksum mismatch (the stored bytes changed after writing)"
+    if isinstance(err, CorruptChunkError):  # decodes wrong although its checksum is right
+        return "cannot be decoded: " + text.split(": ", 1)[-1][:300]
     return f"{type(err).__name__}: {text}"[:300]
 
 

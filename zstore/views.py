@@ -16,8 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import KeyNotFoundError
+from .errors import (
+    ArgumentTypeError,
+    IncompatibleDataError,
+    InvalidArgumentError,
+    KeyNotFoundError,
+)
 from .rois import resolve_rois
+from .validate import name_list
 
 __all__ = ["frame_times", "layer_quantity", "trial_dataset", "trials_dataset", "trials_tsdframe"]
 
@@ -60,7 +66,7 @@ def trials_dataset(
     import xarray as xr
 
     if not trial_ids:
-        raise ValueError(f"experiment {exp.expID!r}: no trials to put in a Dataset")
+        raise InvalidArgumentError(f"experiment {exp.expID!r}: no trials to put in a Dataset")
     loaded = [exp.load_trial(tid) for tid in trial_ids]
     if layers is None:  # the layers every trial has
         layers = [n for n in loaded[0].data.layers if all(n in t.data.layers for t in loaded)]
@@ -68,7 +74,7 @@ def trials_dataset(
     first = parts[0]
     for tid, part in zip(trial_ids[1:], parts[1:], strict=True):
         if not np.array_equal(part["roi"].values, first["roi"].values):
-            raise ValueError(
+            raise IncompatibleDataError(
                 f"trial {tid!r} has different ROIs from trial {trial_ids[0]!r}; put trials "
                 f"of one ROI set together (trials=[...])"
             )
@@ -106,13 +112,18 @@ def trials_tsdframe(trials: Sequence[Any], layer: str | None, *, rois: Any = Non
         raise ImportError("to_pynapple needs pynapple: pip install 'zstore[pynapple]'") from None
     import dask.array as da
 
+    if layer is not None and not isinstance(layer, str):
+        raise ArgumentTypeError(
+            f"to_pynapple: layer must be a layer name (a str) or None for X, got "
+            f"{layer!r} ({type(layer).__name__}); pass layer='dFF'"
+        )
     if not trials:
-        raise ValueError("no trials to convert")
+        raise InvalidArgumentError("to_pynapple: no trials to convert; pass trials=[...]")
     trial_ids = [t.trialID for t in trials]
     first = trials[0].data
     for trial in trials[1:]:
         if not trial.data.obs_names.equals(first.obs_names):
-            raise ValueError(
+            raise IncompatibleDataError(
                 f"trial {trial.trialID!r} has different ROIs from trial {trial_ids[0]!r}; "
                 f"convert trials of one ROI set"
             )
@@ -120,13 +131,13 @@ def trials_tsdframe(trials: Sequence[Any], layer: str | None, *, rois: Any = Non
     starts, ends = [], []
     for trial, t in zip(trials, times, strict=True):
         if len(t) == 0:
-            raise ValueError(f"trial {trial.trialID!r} has no frames")
+            raise IncompatibleDataError(f"trial {trial.trialID!r} has no frames")
         step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
         starts.append(float(t[0]))
         ends.append(float(t[-1]) + (step / 2 if step > 0 else 0.0))  # not the next start
     everything = np.concatenate(times)
     if not np.all(np.diff(everything) > 0):
-        raise ValueError(
+        raise IncompatibleDataError(
             f"the frame times of trials {list(trial_ids)} do not increase (each trial's var "
             f"'time' restarts, or trials overlap): pynapple needs one time axis; convert "
             f"one trial at a time, or store session time in var['time']"
@@ -158,12 +169,9 @@ def _where(trial: Any) -> str:
 
 
 def _layers(data: Any, layers: Sequence[str] | None, where: str) -> list[str]:
+    layers = name_list(layers, name="layers", what="layer name", where=where, example="'dFF'")
     if layers is None:
         return list(data.layers)
-    if isinstance(layers, str):
-        layers = [layers]
-    if not isinstance(layers, Sequence) or not all(isinstance(n, str) for n in layers):
-        raise TypeError(f"{where}: layers must be a list of layer names, got {layers!r}")
     missing = [name for name in layers if name not in data.layers]
     if missing:
         raise KeyNotFoundError(

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PaqFormatError
+from ..errors import KeyNotFoundError, PaqFormatError, emit_user_warning
+from ._files import check_regular
 
 __all__ = ["PaqData", "frame_times", "read_paq", "write_paq"]
 
@@ -43,7 +44,7 @@ class PaqData:
     def channel(self, name: str) -> np.ndarray:
         """One channel's samples (a memory-mapped view)."""
         if name not in self.chan_names:
-            raise KeyError(
+            raise KeyNotFoundError(
                 f"{self.path.name} has no channel {name!r}; its channels are {self.chan_names}"
             )
         return self.data[self.chan_names.index(name)]
@@ -68,14 +69,16 @@ def read_paq(path: str | os.PathLike[str]) -> PaqData:
     (1000.0, ['frame_clock', 'lick'], 100)
     """
     path = Path(path)
-    size = path.stat().st_size
+    size = check_regular(path, PaqFormatError, "Pass the path of the recorded .paq file")
     with open(path, "rb") as fh:
         reader = _HeaderReader(fh, size, path)
         rate = reader.value("the sampling rate")
         n_chan = reader.count("the number of channels", _MAX_CHANNELS, minimum=1)
-        names = [reader.string("channel names") for _ in range(n_chan)]
-        hw = [reader.string("hardware channel names") for _ in range(n_chan)]
-        units = [reader.string("units") for _ in range(n_chan)]
+        names = [reader.string("channel names", "the name", i) for i in range(n_chan)]
+        hw = [
+            reader.string("hardware channel names", "the hardware name", i) for i in range(n_chan)
+        ]
+        units = [reader.string("units", "the unit", i) for i in range(n_chan)]
         offset = reader.offset
     if not np.isfinite(rate) or rate <= 0:
         raise PaqFormatError(f"{path} has sampling rate {rate!r}; this is not a PackIO .paq file")
@@ -122,7 +125,8 @@ class _HeaderReader:
             )
         return int(value)
 
-    def string(self, what: str) -> str:
+    def string(self, what: str, one: str, index: int) -> str:
+        """The ``index``-th of ``what`` (channel names, ...); ``one`` says what one is."""
         n = self.count(f"the length of one of the {what}", _MAX_NAME)
         codes = self._floats(n, what)
         if not np.all(np.isfinite(codes)) or np.any(codes != np.round(codes)):
@@ -131,7 +135,24 @@ class _HeaderReader:
             raise PaqFormatError(
                 f"{self.path}: {what} hold invalid character codes; not a .paq file"
             )
-        return "".join(chr(int(c)) for c in codes)
+        return _decode(codes, f"{self.path}: {one} of channel {index}")
+
+
+def _decode(codes: np.ndarray, where: str) -> str:
+    """Character codes as text. Codes may be UTF-16 units (MATLAB's chars): a surrogate
+    pair is one character; an unpaired surrogate cannot be text and becomes U+FFFD, with
+    a warning naming it."""
+    text = "".join(chr(int(c)) for c in codes)
+    if not any(0xD800 <= int(c) <= 0xDFFF for c in codes):
+        return text
+    decoded = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if "\ufffd" in decoded and "\ufffd" not in text:
+        lone = [hex(int(c)) for c in codes if 0xD800 <= int(c) <= 0xDFFF]
+        emit_user_warning(
+            f"{where} holds unpaired UTF-16 surrogate codes {lone[:4]}, which are not "
+            f"text; it is read as {decoded!r} (U+FFFD for each)"
+        )
+    return decoded
 
 
 def write_paq(

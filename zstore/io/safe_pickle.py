@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Suite2pFormatError, UnsafePickleError
+from ._files import check_regular
 
 __all__ = ["ALLOWED_GLOBALS", "load_pickled_npy"]
 
@@ -90,6 +91,7 @@ def load_pickled_npy(path: str | os.PathLike[str]) -> Any:
     """
     path = os.fspath(path)
     name = os.path.basename(path)
+    check_regular(path, Suite2pFormatError, f"Copy the real {name} there")  # a FIFO would hang
     try:
         with open(path, "rb") as fh:
             try:

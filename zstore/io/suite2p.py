@@ -16,19 +16,24 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from ..errors import Suite2pFormatError
+from ..errors import Suite2pFormatError, emit_user_warning
+from ._files import check_regular
 from .safe_pickle import load_pickled_npy
 
-__all__ = ["Suite2pPlane", "TrialRange", "open_suite2p", "plan_trials"]
+__all__ = ["Suite2pPlane", "TrialRange", "file_name", "file_stem", "open_suite2p", "plan_trials"]
 
 TRACES = ("F", "Fneu", "spks")
 V1_FILES = ("db", "settings", "reg_outputs", "detect_outputs")
+#: stat fields that hold one ROI's pixels: numbers, one per pixel, as many in each
+MASK_FIELDS = ("ypix", "xpix", "lam")
+_REEXPORT = "re-export the plane folder from suite2p"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +57,11 @@ class Suite2pPlane:
     path: Path
     generation: str  # "classic" or "v1"
     traces: dict[str, np.ndarray]  # F, Fneu, spks: memmaps (n_rois, n_frames)
-    iscell: np.ndarray  # (n_rois, 2)
+    iscell: np.ndarray  # (n_rois, 2); the probability column NaN when the file has none
     stat: np.ndarray  # object array of dicts
     ops: dict[str, Any]  # flat
+    #: which file each ops key came from (``ops.npy``, ``reg_outputs.npy``, ...)
+    ops_files: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def n_rois(self) -> int:
@@ -64,22 +71,26 @@ class Suite2pPlane:
     def n_frames(self) -> int:
         return int(self.traces["F"].shape[1])
 
+    def ops_source(self, key: str) -> str:
+        """``"<folder>/ops.npy: ops['fs']"``: where an ops key was read, for messages."""
+        return f"{self.path / self.ops_files.get(key, 'ops.npy')}: ops[{key!r}]"
+
     @property
     def file_list(self) -> list[str]:
-        files = self.ops.get("filelist", self.ops.get("file_list"))
-        if files is None:
-            return []
-        return [str(f) for f in np.atleast_1d(np.asarray(files, dtype=object))]
+        key = "filelist" if "filelist" in self.ops else "file_list"
+        return _file_list(self.ops.get(key), self.ops_source(key))
 
     @property
     def frames_per_file(self) -> list[int] | None:
-        fpf = self.ops.get("frames_per_file")
-        return None if fpf is None else [int(n) for n in np.atleast_1d(fpf)]
+        return _frames_per_file(self.ops.get("frames_per_file"), self.ops_source("frames_per_file"))
 
     @property
     def fs(self) -> float | None:
-        fs = self.ops.get("fs")
-        return None if fs is None else float(fs)
+        """ops ``fs`` as a float (maybe NaN or not positive: see ``ingest.frame_rate``)."""
+        value = self.ops.get("fs")
+        if value is None:
+            return None
+        return _one_number(value, self.ops_source("fs"), "the frame rate in Hz (e.g. 30.0)")
 
 
 def open_suite2p(plane_dir: str | os.PathLike[str]) -> Suite2pPlane:
@@ -107,11 +118,16 @@ def open_suite2p(plane_dir: str | os.PathLike[str]) -> Suite2pPlane:
             f"Fneu.npy, spks.npy, iscell.npy and stat.npy; point at the plane folder "
             f"(e.g. suite2p/plane0) of a finished run"
         )
+    for name in (*TRACES, "iscell", "stat", "ops", *V1_FILES):
+        if (path / f"{name}.npy").exists():  # before anything is opened: a FIFO would hang
+            check_regular(
+                path / f"{name}.npy", Suite2pFormatError, f"Copy the real {name}.npy there"
+            )
     traces = {name: _load_matrix(path / f"{name}.npy") for name in TRACES}
-    iscell = np.asarray(_load_matrix(path / "iscell.npy", ndim=None))
-    stat = load_pickled_npy(path / "stat.npy")
-    ops, generation = _load_ops(path)
-    plane = Suite2pPlane(path, generation, traces, iscell, np.asarray(stat, dtype=object), ops)
+    iscell = _load_iscell(path / "iscell.npy", int(traces["F"].shape[0]))
+    stat = _check_stat(load_pickled_npy(path / "stat.npy"), path / "stat.npy")
+    ops, sources, generation = _load_ops(path)
+    plane = Suite2pPlane(path, generation, traces, iscell, stat, ops, sources)
     _check_consistency(plane)
     return plane
 
@@ -135,39 +151,213 @@ def _load_matrix(file: Path, ndim: int | None = 2) -> np.ndarray:
     return arr
 
 
-def _load_ops(path: Path) -> tuple[dict[str, Any], str]:
+def _load_iscell(file: Path, n_rois: int) -> np.ndarray:
+    """iscell as (n_rois, 2): (label, probability). A file of labels only (one column, or
+    1-D) is read with NaN probabilities, if every label is 0 or 1 (else it could be
+    probabilities: refused)."""
+    iscell = np.asarray(_load_matrix(file, ndim=None))
+    if iscell.shape not in ((n_rois,), (n_rois, 1)) or n_rois == 0:
+        return iscell  # (n_rois, 2), or checked against F with the other files
+    labels = iscell.reshape(n_rois).astype(np.float64)
+    if not np.isin(labels, (0.0, 1.0)).all():
+        odd = labels[~np.isin(labels, (0.0, 1.0))]
+        raise Suite2pFormatError(
+            f"{file} has shape {iscell.shape}: one column, whose values are not all 0 or 1 "
+            f"(e.g. {odd[:3].tolist()}); expected ({n_rois}, 2) = (is-cell label, "
+            f"probability). Re-export it from suite2p, or save the labels (0 or 1) with "
+            f"np.save(..., np.column_stack([labels, probabilities]))"
+        )
+    emit_user_warning(
+        f"{file} holds only the is-cell labels (shape {iscell.shape}), no classifier "
+        f"probabilities; obs['iscell_prob'] is NaN"
+    )
+    return np.column_stack([labels, np.full(n_rois, np.nan)])
+
+
+def _load_ops(path: Path) -> tuple[dict[str, Any], dict[str, str], str]:
+    """The flat ops, the file each of its keys came from, and the generation."""
     v1_present = [n for n in V1_FILES if (path / f"{n}.npy").exists()]
-    parts: list[Any] = []
-    if (path / "ops.npy").exists():
-        parts.append(load_pickled_npy(path / "ops.npy"))
-    for name in v1_present:
-        parts.append(load_pickled_npy(path / f"{name}.npy"))
-    if not parts:
+    names = (["ops"] if (path / "ops.npy").exists() else []) + v1_present
+    if not names:
         raise Suite2pFormatError(
             f"{path} has neither ops.npy (suite2p < 1.0) nor db.npy/settings.npy "
             f"(suite2p >= 1.0): the run's settings and file list are unknown; copy them "
             f"from the run's output folder"
         )
-    for part in parts:
+    ops: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in names:
+        part = load_pickled_npy(path / f"{name}.npy")
         if not isinstance(part, Mapping):
             raise Suite2pFormatError(
-                f"{path}: a settings file holds {type(part).__name__}, expected a dict"
+                f"{path / f'{name}.npy'} holds {type(part).__name__}, expected a dict of "
+                f"settings; {_REEXPORT}"
             )
-    ops: dict[str, Any] = {}
-    for part in parts:
-        _merge_flat(ops, part)
-    return ops, "v1" if v1_present else "classic"
+        _merge_flat(ops, sources, part, f"{name}.npy")
+    return ops, sources, "v1" if v1_present else "classic"
 
 
-def _merge_flat(into: dict[str, Any], mapping: Mapping[str, Any]) -> None:
+def _merge_flat(
+    into: dict[str, Any], sources: dict[str, str], mapping: Mapping[Any, Any], source: str
+) -> None:
     """Top-level keys first (first file wins), then the keys of nested dicts."""
     nested = []
     for key, value in mapping.items():
         if isinstance(value, Mapping):
             nested.append(value)
-        into.setdefault(str(key), value)
+        if str(key) not in into:
+            into[str(key)] = value
+            sources[str(key)] = source
     for value in nested:
-        _merge_flat(into, value)
+        _merge_flat(into, sources, value, source)
+
+
+# -- stat.npy -------------------------------------------------------------------------
+
+
+def _check_stat(stat: Any, file: Path) -> np.ndarray:
+    """stat as a 1-D object array of dicts whose values zstore can read, or an error
+    naming the entry and key."""
+    if isinstance(stat, Mapping) or not isinstance(stat, np.ndarray) or stat.ndim != 1:
+        shape = getattr(stat, "shape", None)
+        found = f"shape {shape}" if shape is not None else f"a {type(stat).__name__}"
+        raise Suite2pFormatError(
+            f"{file} holds {found}; expected a 1-D array of one dict per ROI (Suite2p's "
+            f"ROI statistics); {_REEXPORT}"
+        )
+    for i, roi in enumerate(stat):
+        if not isinstance(roi, Mapping):
+            raise Suite2pFormatError(
+                f"{file} entry {i} is {_describe(roi)}; expected a dict of the ROI's "
+                f"statistics (ypix, xpix, lam, med, npix, ...). The file is not Suite2p's "
+                f"stat.npy or was damaged: {_REEXPORT}"
+            )
+        for key, value in roi.items():
+            if not isinstance(key, str):
+                raise Suite2pFormatError(
+                    f"{file} entry {i} has the key {key!r} ({type(key).__name__}); expected "
+                    f"text keys (field names such as 'npix', 'med'). {_REEXPORT}, or rename "
+                    f"the key in every entry"
+                )
+            problem = _stat_value_problem(key, value)
+            if problem:
+                raise Suite2pFormatError(
+                    f"{file} entry {i}, key {key!r}: expected {problem}, found "
+                    f"{_describe(value)}. {_REEXPORT}, or remove the key from every entry "
+                    f"(for roi in stat: roi.pop({key!r}, None); then np.save)"
+                )
+        _check_mask_sizes(roi, file, i)
+    return np.asarray(stat, dtype=object)
+
+
+_NUMBER = bool | int | float | np.bool_ | np.integer | np.floating
+
+
+def _stat_value_problem(key: str, value: Any) -> str | None:
+    """What a stat value should have been, or None if it is fine."""
+    if key == "med":
+        arr = _numeric(value)
+        if value is None or (arr is not None and arr.size == 2):
+            return None
+        return "[y, x]: the ROI's median pixel, two numbers"
+    if key in MASK_FIELDS:
+        arr = _numeric(value)
+        if arr is not None and arr.ndim <= 1:
+            return None
+        kind = "weights" if key == "lam" else "coordinates"
+        return f"a 1-D array of the ROI's pixel {kind} (numbers)"
+    if value is None or isinstance(value, _NUMBER | str):
+        return None
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufU":
+        return None
+    if isinstance(value, list | tuple) and _numeric(value) is not None:
+        return None
+    return "a number, text or an array of numbers"
+
+
+def _numeric(value: Any) -> np.ndarray | None:
+    """``value`` as an array of real numbers (or booleans), else None."""
+    if value is None or isinstance(value, str | bytes | Mapping):
+        return None
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nested lists
+        return None
+    return arr if arr.dtype.kind in "biuf" else None
+
+
+def _check_mask_sizes(roi: Mapping[str, Any], file: Path, i: int) -> None:
+    sizes = {key: np.size(roi[key]) for key in MASK_FIELDS if key in roi}
+    if len(set(sizes.values())) > 1:
+        raise Suite2pFormatError(
+            f"{file} entry {i}: its pixel mask fields have different lengths "
+            f"({', '.join(f'{k}: {n}' for k, n in sizes.items())}); expected one value per "
+            f"pixel in each. The file is damaged: {_REEXPORT}"
+        )
+
+
+def _describe(value: Any) -> str:
+    """``a list ([1, 2])``: a value's type and a short repr, for messages."""
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    article = "an" if type(value).__name__[:1] in "aeiou" else "a"
+    return "None" if value is None else f"{article} {type(value).__name__} ({text})"
+
+
+# -- ops values -----------------------------------------------------------------------
+
+
+def _file_list(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str | np.str_):
+        return [str(value)]
+    items = value.tolist() if isinstance(value, np.ndarray) else value
+    if isinstance(items, list | tuple) and all(isinstance(f, str) and f for f in items):
+        return [str(f) for f in items]
+    raise Suite2pFormatError(
+        f"{where} is {_describe(value)}; expected the run's input files, a list of paths "
+        f"(text). Correct it in that file (the files in the order suite2p read them), or "
+        f"{_REEXPORT}"
+    )
+
+
+def _frames_per_file(value: Any, where: str) -> list[int] | None:
+    if value is None:
+        return None
+    arr = _numeric(value)
+    if arr is None or arr.ndim > 1 or arr.dtype.kind == "b":
+        problem = _describe(value)
+    else:
+        flat = np.atleast_1d(arr).astype(np.float64)
+        if np.all(np.isfinite(flat)) and np.all(flat >= 0) and np.all(flat == np.round(flat)):
+            return [int(n) for n in flat]
+        problem = f"{flat.tolist()[:10]}"
+    raise Suite2pFormatError(
+        f"{where} is {problem}; expected the number of frames of each file of the run (a "
+        f"1-D list of whole numbers >= 0, one per file of its file list). Correct it in that "
+        f"file, or {_REEXPORT}"
+    )
+
+
+def _one_number(value: Any, where: str, meaning: str) -> float:
+    arr = _numeric(value)
+    if arr is not None and arr.size == 1 and arr.dtype.kind != "b":
+        return float(arr.reshape(()))
+    raise Suite2pFormatError(
+        f"{where} is {_describe(value)}; expected one number, {meaning}. Correct it in "
+        f"that file, or {_REEXPORT}"
+    )
+
+
+def _whole_number(value: Any, where: str, meaning: str) -> int:
+    number = _one_number(value, where, meaning)
+    if not np.isfinite(number) or number < 0 or number != int(number):
+        raise Suite2pFormatError(
+            f"{where} is {value!r}; expected a whole number >= 0, {meaning}. Correct it in "
+            f"that file, or {_REEXPORT}"
+        )
+    return int(number)
 
 
 def _check_consistency(plane: Suite2pPlane) -> None:
@@ -195,22 +385,27 @@ def _check_consistency(plane: Suite2pPlane) -> None:
             f"stat.npy has {len(plane.stat)} ROIs but F.npy has {n_rois} rows in {where}; "
             f"the files come from different runs"
         )
+    files = plane.file_list  # each of these raises if its ops value is not usable
+    plane.fs  # noqa: B018
     fpf = plane.frames_per_file
     nframes = plane.ops.get("nframes")
-    if fpf is not None and nframes is not None and sum(fpf) != int(nframes):
+    if nframes is not None:
+        nframes = _whole_number(
+            nframes, plane.ops_source("nframes"), "the number of frames of the run"
+        )
+    if fpf is not None and nframes is not None and sum(fpf) != nframes:
         raise Suite2pFormatError(
             f"ops['frames_per_file'] sums to {sum(fpf)} frames but ops['nframes'] is "
-            f"{int(nframes)} in {where}; the settings files do not match this run"
+            f"{nframes} in {where}; the settings files do not match this run"
         )
     if fpf is not None and sum(fpf) != n_frames:
         raise Suite2pFormatError(
             f"ops['frames_per_file'] sums to {sum(fpf)} frames but F.npy has {n_frames} "
             f"in {where}; the settings files do not match the traces"
         )
-    if fpf is not None and plane.file_list and len(fpf) != len(plane.file_list):
+    if fpf is not None and files and len(fpf) != len(files):
         raise Suite2pFormatError(
-            f"ops lists {len(plane.file_list)} files but {len(fpf)} frames_per_file "
-            f"entries in {where}"
+            f"ops lists {len(files)} files but {len(fpf)} frames_per_file entries in {where}"
         )
 
 
@@ -263,17 +458,42 @@ def _file_offsets(plane: Suite2pPlane) -> tuple[list[str], list[int]]:
 
 
 def _one_trial_per_file(plane: Suite2pPlane) -> list[TrialRange]:
+    from ..errors import InvalidNameError
+    from ..names import check_name
+
     files, offsets = _file_offsets(plane)
-    stems = [Path(f).stem for f in files]
+    stems = [file_stem(f) for f in files]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ValueError(
             f"files of the run share the stems {dupes}, so they cannot name trials; pass "
             f"trials={{trial_id: [file names]}}"
         )
+    for file, stem in zip(files, stems, strict=True):
+        try:
+            check_name(stem, kind="trial ID")
+        except InvalidNameError as err:
+            raise InvalidNameError(
+                f"{err} (it is the name of the run's file {file!r}); pass "
+                f"trials={{trial_id: [file names]}} to name the trials yourself"
+            ) from None
     return [
         TrialRange(stem, offsets[i], offsets[i + 1], (files[i],)) for i, stem in enumerate(stems)
     ]
+
+
+_SEPARATORS = re.compile(r"[\\/]")
+
+
+def file_name(path: str) -> str:
+    """The last part of a path written on any system: both '/' and '\\' separate (a
+    Windows file list read on Linux gives ``a.tif`` for ``C:\\data\\a.tif``)."""
+    return _SEPARATORS.split(path)[-1]
+
+
+def file_stem(path: str) -> str:
+    """:func:`file_name` without its last suffix: ``C:\\data\\t-005.tif`` -> ``t-005``."""
+    return PurePosixPath(file_name(path)).stem if file_name(path) else ""
 
 
 def _range_of(plane: Suite2pPlane, trial_id: str, spec: Any) -> TrialRange:
@@ -292,7 +512,7 @@ def _range_of(plane: Suite2pPlane, trial_id: str, spec: Any) -> TrialRange:
     if sorted(index) != list(range(min(index), max(index) + 1)) or len(set(index)) != len(index):
         raise ValueError(
             f"trial {trial_id!r}: its files {list(spec)} are not consecutive in the run "
-            f"(run order: {[Path(f).name for f in files]}); a trial must be one contiguous "
+            f"(run order: {[file_name(f) for f in files]}); a trial must be one contiguous "
             f"block of frames"
         )
     first, last = min(index), max(index)
@@ -302,13 +522,13 @@ def _range_of(plane: Suite2pPlane, trial_id: str, spec: Any) -> TrialRange:
 
 
 def _find_file(files: list[str], name: str, trial_id: str) -> int:
-    for key in (lambda f: f, lambda f: Path(f).name, lambda f: Path(f).stem):
+    for key in (lambda f: f, file_name, file_stem):
         hits = [i for i, f in enumerate(files) if key(f) == name]
         if len(hits) == 1:
             return hits[0]
     raise ValueError(
         f"trial {trial_id!r}: file {name!r} is not in the run's file list; the files are "
-        f"{[Path(f).name for f in files]}"
+        f"{[file_name(f) for f in files]}"
     )
 
 

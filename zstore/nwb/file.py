@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..errors import ArgumentTypeError, InvalidArgumentError
 from ..progress import ProgressOption, reporting
 from ..publish import check_target, publishing
+from ..validate import choice, name_list, positive_number, progress_option, shown, trial_ids
 from .acquisition import add_channels, add_trials
 from .plan import Plan, select_trials
 from .segmentation import plane_segmentation, summary_images
@@ -96,31 +98,54 @@ def export_nwb(
     ((10, 4), 30.0)
     """
     pynwb = _import_pynwb()
+    _check_arguments(
+        path,
+        text={
+            "identifier": identifier,
+            "session_description": session_description,
+            "indicator": indicator,
+            "location": location,
+            "device": device,
+        },
+        numbers={"excitation_lambda": excitation_lambda, "emission_lambda": emission_lambda},
+        nwbfile_kwargs=nwbfile_kwargs,
+        compression=compression,
+        progress=progress,
+    )
+    trials = trial_ids(trials, where="export_nwb")
+    layers = name_list(
+        layers, name="layers", what="layer name", where="export_nwb", example="'dFF'"
+    )
     target = Path(path)
     if target.suffix.lower() != ".nwb":
-        raise ValueError(
+        raise InvalidArgumentError(
             f"export_nwb to {str(target)!r}: the file name must end in .nwb; for anndata "
             f"formats use zs.export (FILE.h5ad or FILE.zarr)"
         )
     check_target(target, what="export_nwb to")
-    if compression not in ("gzip", "lzf", None):
-        raise ValueError(
-            f"export_nwb: compression must be 'gzip', 'lzf' or None, got {compression!r}"
-        )
     exp, loaded = select_trials(source, trials)
     meta = exp.metadata
     plan = Plan(exp, loaded, layers)
     start = _session_start(session_start_time, meta, exp.expID)
 
-    nwbfile = pynwb.NWBFile(
-        session_description=session_description
-        or f"two-photon imaging, experiment {exp.expID}: trials {', '.join(plan.trial_ids)}",
-        identifier=identifier or str(uuid.uuid4()),
-        session_start_time=start,
-        session_id=str(meta["session"]) if meta.get("session") is not None else exp.expID,
-        notes=f"exported by zstore {__version__} from {exp.location} (version {exp.version})",
-        **{"keywords": ["two-photon calcium imaging", "Suite2p"], **dict(nwbfile_kwargs or {})},
-    )
+    try:
+        nwbfile = pynwb.NWBFile(
+            session_description=session_description
+            or f"two-photon imaging, experiment {exp.expID}: trials {', '.join(plan.trial_ids)}",
+            identifier=identifier or str(uuid.uuid4()),
+            session_start_time=start,
+            session_id=str(meta["session"]) if meta.get("session") is not None else exp.expID,
+            notes=f"exported by zstore {__version__} from {exp.location} (version {exp.version})",
+            **{
+                "keywords": ["two-photon calcium imaging", "Suite2p"],
+                **dict(nwbfile_kwargs or {}),
+            },
+        )
+    except (TypeError, ValueError) as err:  # pynwb's own check of its arguments
+        raise InvalidArgumentError(
+            f"export_nwb: pynwb.NWBFile refused the arguments given ({err}); check "
+            f"nwbfile_kwargs={dict(nwbfile_kwargs or {})!r} against pynwb.NWBFile's"
+        ) from None
     who = _subject(pynwb, subject, meta)
     if who is not None:
         nwbfile.subject = who
@@ -157,6 +182,41 @@ def export_nwb(
     return target
 
 
+def _check_arguments(
+    path: Any,
+    *,
+    text: Mapping[str, Any],
+    numbers: Mapping[str, Any],
+    nwbfile_kwargs: Any,
+    compression: Any,
+    progress: Any,
+) -> None:
+    """export_nwb's plain arguments, before anything is read."""
+    here = "export_nwb"
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise ArgumentTypeError(
+            f"{here}: path must be a file name ending in .nwb (a str or Path), got "
+            f"{shown(path)}; pass path='RL109.nwb'"
+        )
+    for name, value in text.items():
+        if value is not None and not isinstance(value, str):
+            raise ArgumentTypeError(
+                f"{here}: {name} must be text (a str) or None, got {shown(value)}; pass "
+                f"{name}='...'"
+            )
+    for name, value in numbers.items():
+        if value is not None:
+            positive_number(value, name=name, where=here, fix=f"pass {name}=<nm>")
+    if nwbfile_kwargs is not None and not isinstance(nwbfile_kwargs, Mapping):
+        raise ArgumentTypeError(
+            f"{here}: nwbfile_kwargs must be a dict of pynwb.NWBFile arguments, got "
+            f"{shown(nwbfile_kwargs)}; pass nwbfile_kwargs={{'lab': '...'}}"
+        )
+    if compression is not None:
+        choice(compression, ("gzip", "lzf"), name="compression", where=here)
+    progress_option(progress, where=here)
+
+
 def _import_pynwb() -> Any:
     try:
         import pynwb
@@ -173,7 +233,7 @@ def _session_start(
 ) -> datetime.datetime:
     given = value if value is not None else meta.get("session_start_time")
     if given is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"export_nwb: experiment {exp_id!r}: NWB needs the session's start time; pass "
             f"session_start_time=datetime(..., tzinfo=...) or ISO text such as "
             f"'2026-05-01T10:30:00+01:00' (`--session-start-time` in the CLI)"
@@ -182,17 +242,17 @@ def _session_start(
         try:
             given = datetime.datetime.fromisoformat(given)
         except ValueError:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"export_nwb: session_start_time {given!r} is not ISO 8601 date-time text; "
                 f"write it like '2026-05-01T10:30:00+01:00'"
             ) from None
     if not isinstance(given, datetime.datetime):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"export_nwb: session_start_time must be a datetime or ISO text, got "
             f"{type(given).__name__} ({given!r})"
         )
     if given.tzinfo is None or given.utcoffset() is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"export_nwb: session_start_time {given.isoformat()} has no timezone; NWB "
             f"needs one: datetime(..., tzinfo=zoneinfo.ZoneInfo('Europe/London')) or "
             f"'{given.isoformat()}+00:00'"
@@ -209,8 +269,14 @@ def _subject(pynwb: Any, subject: Any, meta: Mapping[str, Any]) -> Any:
     if isinstance(subject, str):
         return pynwb.file.Subject(subject_id=subject)
     if isinstance(subject, Mapping):
-        return pynwb.file.Subject(**dict(subject))
-    raise TypeError(
+        try:
+            return pynwb.file.Subject(**dict(subject))
+        except (TypeError, ValueError) as err:  # pynwb's own check of its arguments
+            raise InvalidArgumentError(
+                f"export_nwb: pynwb.file.Subject refused subject={dict(subject)!r} ({err}); "
+                f"pass subject={{'subject_id': 'RL109', 'species': 'Mus musculus'}}"
+            ) from None
+    raise ArgumentTypeError(
         f"export_nwb: subject must be a pynwb Subject, a dict of its arguments or a subject "
         f"ID, got {type(subject).__name__}"
     )

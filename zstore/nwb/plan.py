@@ -10,7 +10,12 @@ import numpy as np
 import zarr
 
 from ..arrays import StorageConfig
-from ..errors import KeyNotFoundError
+from ..errors import (
+    ArgumentTypeError,
+    IncompatibleDataError,
+    InvalidArgumentError,
+    KeyNotFoundError,
+)
 
 __all__ = ["Plan", "select_trials"]
 
@@ -24,22 +29,30 @@ def select_trials(source: Any, trial_ids: Sequence[str] | None) -> tuple[Any, li
             trial_ids = [trial_ids]
         ids = list(trial_ids) if trial_ids is not None else source.trialIDs
         if not ids:
-            raise ValueError(f"export_nwb: experiment {source.expID!r} has no trials to export")
+            raise InvalidArgumentError(
+                f"export_nwb: experiment {source.expID!r} has no trials to export"
+            )
         return source, [source.load_trial(tid) for tid in ids]
     if trial_ids is not None:
-        raise TypeError(
+        raise ArgumentTypeError(
             "export_nwb: trials= selects trials of an Experiment; with Trials, pass the "
             "ones to export as the first argument"
         )
-    loaded = [source] if isinstance(source, Trial) else list(source)
+    loaded = (
+        [source]
+        if isinstance(source, Trial)
+        else list(source)
+        if isinstance(source, list | tuple)
+        else []
+    )
     if not loaded or not all(isinstance(t, Trial) for t in loaded):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"export_nwb: expected an Experiment, a Trial or a list of Trials, got "
             f"{type(source).__name__}"
         )
     experiments = {(t.experiment.location, t.experiment.expID) for t in loaded}
     if len(experiments) > 1:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"export_nwb: the trials come from {len(experiments)} experiments "
             f"{sorted(e for _, e in experiments)}; one NWB file holds trials of one "
             f"experiment (one field of view): export each experiment to its own file"
@@ -59,10 +72,12 @@ class Plan:
         self.trial_ids = [t.trialID for t in loaded]
         self.first = loaded[0].data
         if self.first.n_obs == 0:
-            raise ValueError(f"export_nwb: trial {self.trial_ids[0]!r} has no ROIs to export")
+            raise IncompatibleDataError(
+                f"export_nwb: trial {self.trial_ids[0]!r} has no ROIs to export"
+            )
         for trial in loaded[1:]:
             if not trial.data.obs_names.equals(self.first.obs_names):
-                raise ValueError(
+                raise IncompatibleDataError(
                     f"export_nwb: trial {trial.trialID!r} has different ROIs from trial "
                     f"{self.trial_ids[0]!r}; one file holds trials of one ROI set: export "
                     f"them separately (trials=[...])"
@@ -84,17 +99,17 @@ class Plan:
         for trial in loaded:
             times, kind = frame_times(trial.data)
             if kind == "frames":
-                raise ValueError(
+                raise IncompatibleDataError(
                     f"export_nwb: trial {trial.trialID!r} has no frame times (var 'time' "
                     f"is missing or not finite) and no frame rate (uns 'fs'); NWB needs "
                     f"times in seconds: add var 'time' or set uns['fs'] and save the trial"
                 )
             if len(times) == 0:
-                raise ValueError(f"export_nwb: trial {trial.trialID!r} has no frames")
+                raise IncompatibleDataError(f"export_nwb: trial {trial.trialID!r} has no frames")
             self.times.append(times)
         self.time = np.concatenate(self.times)
         if len(self.time) > 1 and not np.all(np.diff(self.time) > 0):
-            raise ValueError(
+            raise IncompatibleDataError(
                 f"export_nwb: the frame times of trials {self.trial_ids} do not increase "
                 f"(a trial's var 'time' restarts, or trials overlap); NWB needs one time "
                 f"axis: export one trial per file, or store session time in var['time']"
@@ -102,7 +117,7 @@ class Plan:
         rates = {tid: _fs(t.data.uns) for tid, t in zip(self.trial_ids, loaded, strict=True)}
         known = {r for r in rates.values() if r is not None}
         if len(known) > 1:
-            raise ValueError(
+            raise IncompatibleDataError(
                 f"export_nwb: the trials have different frame rates {rates} (uns 'fs'); "
                 f"one imaging plane has one rate: export them to separate files"
             )

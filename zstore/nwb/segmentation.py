@@ -11,7 +11,7 @@ import awkward as ak
 import numpy as np
 import pandas as pd
 
-from ..errors import emit_user_warning
+from ..errors import IncompatibleDataError, emit_user_warning
 from ..ragged import RaggedArray
 from .plan import Plan
 
@@ -150,14 +150,14 @@ def _mask_buffers(data: Any, trial_id: str) -> tuple[np.ndarray, dict[str, np.nd
     offsets = found["ypix"][0]
     for key, (other, _) in found.items():
         if not np.array_equal(other, offsets):
-            raise ValueError(
+            raise IncompatibleDataError(
                 f"export_nwb: trial {trial_id!r}: obsm {key!r} has other lengths per ROI than "
                 f"obsm 'ypix'; ypix, xpix and lam must hold one value per pixel of each ROI"
             )
     parts = {key: flat for key, (_, flat) in found.items()}
     for key in ("ypix", "xpix"):
         if len(parts[key]) and parts[key].min() < 0:
-            raise ValueError(
+            raise IncompatibleDataError(
                 f"export_nwb: trial {trial_id!r}: obsm {key!r} has negative pixel "
                 f"coordinates ({int(parts[key].min())}); NWB pixel masks are unsigned"
             )

@@ -15,17 +15,19 @@ report travels with the lazy result, see :mod:`zstore.processing.provenance`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from ..errors import emit_user_warning
+from ..errors import ArgumentTypeError, InvalidArgumentError, emit_user_warning
+from ..validate import choice, dense_matrix, finite_number, positive_number, shown
 from .provenance import NaNRows, derived
 
-__all__ = ["neuropil_correct", "normalize_dff"]
+__all__ = ["dff_params", "neuropil_correct", "normalize_dff"]
 
 BASELINES = ("percentile", "maximin")
 _ROWS_PER_PASS_BYTES = 16 << 20  # rows handed to a kernel at once (its copies' size)
@@ -50,12 +52,14 @@ def normalize_dff(
         ROIs x frames. numpy in: numpy out. dask in: a lazy dask array (one task per
         block of ROIs; the frame axis is made one chunk first).
     normalize_pct
-        Percentile defining the baseline threshold (``baseline="percentile"``).
+        Percentile defining the baseline threshold (``baseline="percentile"``), in
+        (0, 100] (at 0 no frame lies below the threshold: every ROI would be all-NaN).
     baseline
         ``"percentile"`` (the reference definition) or ``"maximin"``.
     fs, sig_baseline, win_baseline
-        For ``"maximin"``: frame rate (Hz), Gaussian sigma (frames) and the running
-        min/max window (seconds).
+        For ``"maximin"``: frame rate (Hz, finite, > 0), Gaussian sigma (frames, >= 0,
+        at most the trace's length) and the running min/max window (seconds, finite,
+        > 0; a window longer than the trace acts as the whole trace).
     roi_names
         Names used for the ROIs in the warning about all-NaN rows (default: row
         indices).
@@ -68,8 +72,16 @@ def normalize_dff(
     array([[-33.333332,  33.333332, 100.      , 166.66667 , 566.6667  ]],
           dtype=float32)
     """
-    _check_args(arr, normalize_pct, baseline, fs, sig_baseline, win_baseline)
-    params = _params(normalize_pct, baseline, fs, sig_baseline, win_baseline)
+    arr = _check_matrix(arr, "normalize_dff")
+    params = dff_params(
+        normalize_pct=normalize_pct,
+        baseline=baseline,
+        fs=fs,
+        sig_baseline=sig_baseline,
+        win_baseline=win_baseline,
+        n_frames=arr.shape[1],
+    )
+    roi_names = _check_roi_names(roi_names, arr.shape[0], "normalize_dff")
     if isinstance(arr, da.Array):
         return _lazy(arr, params, roi_names)
     data = np.asarray(arr)
@@ -90,10 +102,15 @@ def neuropil_correct(F: Any, Fneu: Any, *, coeff: float = 0.7) -> Any:
     >>> zs.neuropil_correct(np.array([[10.0]]), np.array([[4.0]]), coeff=0.5)
     array([[8.]], dtype=float32)
     """
-    if not np.isfinite(coeff):
-        raise ValueError(f"neuropil coeff must be a finite number, got {coeff!r}")
+    where = "neuropil_correct"
+    coeff = finite_number(coeff, name="coeff", where=where, fix="pass coeff=0.7 (suite2p's)")
+    F = dense_matrix(F, name="F", where=where)
+    Fneu = dense_matrix(Fneu, name="Fneu", where=where)
     if tuple(F.shape) != tuple(Fneu.shape):
-        raise ValueError(f"F has shape {F.shape} but Fneu has shape {Fneu.shape}; they must match")
+        raise InvalidArgumentError(
+            f"{where}: F has shape {F.shape} but Fneu has shape {Fneu.shape}; pass F and "
+            f"Fneu of one plane (ROIs x frames), of the same shape"
+        )
     if isinstance(F, da.Array) or isinstance(Fneu, da.Array):
         F, Fneu = da.asarray(F), da.asarray(Fneu)
         out = (F.astype(np.float32) - np.float32(coeff) * Fneu.astype(np.float32)).astype(
@@ -106,41 +123,111 @@ def neuropil_correct(F: Any, Fneu: Any, *, coeff: float = 0.7) -> Any:
     )
 
 
-def _check_args(
-    arr: Any, pct: float, baseline: str, fs: float | None, sig: float, win: float
-) -> None:
-    if getattr(arr, "ndim", None) != 2:
-        raise ValueError(
-            f"normalize_dff expects a 2-D array of ROIs x frames, got shape "
-            f"{getattr(arr, 'shape', None)}"
+def dff_params(
+    *,
+    normalize_pct: Any = 20,
+    baseline: Any = "percentile",
+    fs: Any = None,
+    sig_baseline: Any = 10.0,
+    win_baseline: Any = 60.0,
+    n_frames: int | None = None,
+    fs_later: bool = False,
+    where: str = "normalize_dff",
+) -> dict[str, Any]:
+    """The parameters of :func:`normalize_dff`, checked, as recorded with the layer.
+
+    ``normalize_pct`` is a percentile in (0, 100]: at 0 the threshold is each trace's
+    minimum and no frame lies below it, so every ROI would be all-NaN. For
+    ``baseline="maximin"``: ``fs`` (Hz) and ``win_baseline`` (s) finite and > 0,
+    ``sig_baseline`` (frames) finite and >= 0, and with ``n_frames`` (the trace's
+    length) no larger than it: a Gaussian wider than the trace is no smoothing of it
+    (and its kernel alone can exceed memory). A running window longer than the trace
+    acts as the whole trace (the result is the same). Every parameter given is
+    checked, whichever baseline uses it; with ``fs_later`` a missing ``fs`` is no
+    error (the caller takes each trial's). Raises ArgumentTypeError or
+    InvalidArgumentError naming the parameter and ``where``.
+
+    Examples
+    --------
+    >>> dff_params(normalize_pct=50)
+    {'baseline': 'percentile', 'normalize_pct': 50.0}
+    """
+    baseline = choice(baseline, BASELINES, name="baseline", where=where)
+    pct = finite_number(normalize_pct, name="normalize_pct", where=where, fix=_PCT_FIX)
+    if not 0 < pct <= 100:
+        why = (
+            " (the 0th percentile is each trace's minimum: no frame lies below it, so "
+            "every ROI would be all-NaN)"
+            if pct == 0
+            else ""
         )
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
-    if baseline == "percentile" and not 0 <= pct <= 100:
-        raise ValueError(f"normalize_pct must be within [0, 100], got {pct!r}")
-    if baseline == "maximin":
-        if fs is None or not fs > 0:
-            raise ValueError(
-                f"baseline='maximin' needs the frame rate: pass fs=<Hz> (e.g. "
-                f"trial.data.uns['fs']), got fs={fs!r}"
-            )
-        if not sig >= 0 or not win > 0:
-            raise ValueError(
-                f"sig_baseline must be >= 0 and win_baseline > 0, got {sig!r} and {win!r}"
-            )
-    if np.dtype(arr.dtype).kind not in "fiub":
-        raise TypeError(f"normalize_dff needs numbers, got an array of dtype {arr.dtype}")
-
-
-def _params(pct: float, baseline: str, fs: float | None, sig: float, win: float) -> dict[str, Any]:
+        raise InvalidArgumentError(
+            f"{where}: normalize_pct must be a percentile in (0, 100], got "
+            f"{normalize_pct!r}{why}; {_PCT_FIX}"
+        )
+    rate = None
+    if fs is not None:
+        rate = positive_number(fs, name="fs", where=where, fix=_FS_FIX)
+    sig = positive_number(
+        sig_baseline, name="sig_baseline", where=where, fix=_SIG_FIX, allow_zero=True
+    )
+    win = positive_number(win_baseline, name="win_baseline", where=where, fix=_WIN_FIX)
     if baseline == "percentile":
-        return {"baseline": "percentile", "normalize_pct": float(pct)}
-    return {
-        "baseline": "maximin",
-        "fs": float(fs),  # type: ignore[arg-type]
-        "sig_baseline": float(sig),
-        "win_baseline": float(win),
-    }
+        return {"baseline": "percentile", "normalize_pct": pct}
+    if n_frames is not None and sig > max(n_frames, 1):
+        raise InvalidArgumentError(
+            f"{where}: sig_baseline={sig_baseline!r} frames is wider than the trace "
+            f"({n_frames} frames): the Gaussian would smooth over more than the whole "
+            f"trace; {_SIG_FIX}"
+        )
+    if rate is None and not fs_later:
+        raise InvalidArgumentError(
+            f"{where}: baseline='maximin' needs the frame rate: {_FS_FIX} (e.g. "
+            f"trial.data.uns['fs']), got fs=None"
+        )
+    return {"baseline": "maximin", "fs": rate, "sig_baseline": sig, "win_baseline": win}
+
+
+_PCT_FIX = "pass normalize_pct=<percent in (0, 100]>, e.g. normalize_pct=20"
+_FS_FIX = "pass fs=<Hz>"
+_SIG_FIX = "pass sig_baseline=<frames>, e.g. sig_baseline=10 (suite2p's default)"
+_WIN_FIX = "pass win_baseline=<seconds>, e.g. win_baseline=60 (suite2p's default)"
+
+
+def _check_matrix(arr: Any, where: str) -> Any:
+    """``arr`` as a 2-D numeric numpy or dask array (lists of lists are converted)."""
+    out = dense_matrix(arr, name="arr", where=where)
+    if out.ndim != 2:
+        raise InvalidArgumentError(
+            f"{where}: arr must be a 2-D array of ROIs x frames, got shape {tuple(out.shape)}; "
+            f"pass one trial's matrix (trial.data.X)"
+        )
+    if any(math.isnan(n) for n in out.shape):
+        raise InvalidArgumentError(
+            f"{where}: arr has unknown chunk sizes (shape {out.shape}); call "
+            f"arr.compute_chunk_sizes() first"
+        )
+    return out
+
+
+def _check_roi_names(names: Any, n_rows: int, where: str) -> Sequence[Any] | None:
+    if names is None:
+        return None
+    if (
+        isinstance(names, str | bytes | Mapping | set | frozenset)
+        or not hasattr(names, "__len__")
+        or getattr(names, "ndim", 1) != 1
+    ):
+        raise ArgumentTypeError(
+            f"{where}: roi_names must be a list of one name per ROI (e.g. "
+            f"trial.data.obs_names), got {shown(names)}"
+        )
+    if len(names) != n_rows:
+        raise InvalidArgumentError(
+            f"{where}: roi_names has {len(names)} names but arr has {n_rows} ROIs (rows); "
+            f"pass roi_names=trial.data.obs_names, one name per row"
+        )
+    return list(names)
 
 
 # -- the kernels ---------------------------------------------------------------------------
@@ -222,7 +309,10 @@ def _maximin_rows(x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np
     bad = ~np.isfinite(x64).all(axis=1)
     if x64.shape[1] == 0:
         return x64.astype(np.float32), np.ones(len(x64), dtype=bool)
-    win = max(1, int(params["win_baseline"] * params["fs"]))
+    # A window of 2n - 1 frames covers the whole trace at every frame (scipy reflects at
+    # the edges): any longer one gives the same result, and could not be allocated.
+    frames = params["win_baseline"] * params["fs"]
+    win = max(1, int(min(frames, 2 * x64.shape[1] - 1)))
     smooth = (
         gaussian_filter1d(x64, params["sig_baseline"], axis=1, mode="nearest")
         if params["sig_baseline"] > 0
