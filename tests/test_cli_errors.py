@@ -28,7 +28,9 @@ from s3server import S3Server
 
 import zstore as zs
 import zstore.synthetic as syn
-from zstore.cli import _API_FLAGS, API_ONLY_KEYWORDS, _cli_wording, _report, main
+from zstore.cli import main
+from zstore.cli_failures import report
+from zstore.cli_wording import API_FLAGS, API_ONLY_KEYWORDS, cli_wording
 from zstore.errors import OutOfMemoryError, StorageOptionsError, StoreError
 from zstore.store import parse_storage_options, resolve, write_failure
 
@@ -443,7 +445,7 @@ WORDING = [
     ],
 )
 def test_api_hints_are_said_with_flags(command: str, api: str, cli: str) -> None:
-    assert _cli_wording(api, command, _flags(command)) == cli
+    assert cli_wording(api, command, _flags(command)) == cli
 
 
 def test_every_hint_keyword_has_a_flag_or_is_api_only() -> None:
@@ -454,7 +456,7 @@ def test_every_hint_keyword_has_a_flag_or_is_api_only() -> None:
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 for name in re.findall(r"\bpass (\w+)=", node.value):
                     found.setdefault(name, set()).add(path.name)
-    unmapped = {n: sorted(f) for n, f in found.items() if n not in _API_FLAGS}
+    unmapped = {n: sorted(f) for n, f in found.items() if n not in API_FLAGS}
     assert set(unmapped) <= API_ONLY_KEYWORDS, unmapped
     assert {"fs", "overwrite", "trials", "layer", "normalize_pct"} <= set(found)
 
@@ -476,6 +478,10 @@ def test_cli_messages_give_flags_end_to_end(
 
 
 # -- what is caught: zstore's errors, the system's, and bugs as bugs -----------------------------
+
+
+def _report(err: BaseException, args: argparse.Namespace) -> int:
+    return report(err, args.command, debug=args.debug, flags=args.flags)
 
 
 def _args(command: str, *, debug: bool = False) -> argparse.Namespace:

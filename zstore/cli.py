@@ -8,68 +8,22 @@ done, 1 a failure, 2 a usage error, 130 interrupted, 141 stdout or stderr closed
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import json
-import linecache
 import math
-import os
 import re
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 # Only light modules at the top: --version and --help must not import anndata, zarr,
 # dask or pandas (seconds); each command imports what it needs.
-from . import errors
 from ._version import __version__
-from .errors import (
-    ArgumentTypeError,
-    InvalidArgumentError,
-    StorageOptionsError,
-    ZstoreWarning,
-)
+from .cli_failures import EXIT_ERROR, reader_left, report, streams_closed
+from .errors import InvalidArgumentError, ZstoreWarning
 
 __all__ = ["main"]
-
-EXIT_ERROR = 1
-#: A usage error: a flag missing or of a wrong value, or flags that do not go together.
-EXIT_USAGE = 2
-#: Interrupted (Ctrl-C): 128 + SIGINT, as a shell reports it.
-EXIT_INTERRUPTED = 130
-#: stdout (or stderr) closed before the output ended (``zstore info STORE | head -1``):
-#: 128 + SIGPIPE, the status a shell reports for a Unix tool whose reader left; nothing
-#: is printed.
-EXIT_BROKEN_PIPE = 141
-
-#: zstore's own errors: said as they are (their messages name the input and the fix).
-_ZSTORE_ERRORS: tuple[type[BaseException], ...] = tuple(
-    c
-    for c in vars(errors).values()
-    if isinstance(c, type)
-    and issubclass(c, Exception)
-    and not issubclass(c, Warning)
-    and c.__module__ == errors.__name__
-)
-#: Errors that are usage errors on the command line: a flag's value the API refused.
-_USAGE_ERRORS = (StorageOptionsError, InvalidArgumentError, ArgumentTypeError)
-#: Errors that are bugs wherever they come from (zstore raises its own subclasses when a
-#: user's value is wrong: those are zstore errors, above).
-_BUG_ERRORS = (TypeError, AttributeError, NameError, AssertionError, IndexError, ZeroDivisionError)
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-#: What each command was doing, for messages about memory.
-_DOING = {
-    "ingest": "ingesting",
-    "dff": "computing dF/F",
-    "export": "exporting",
-    "verify": "verifying",
-    "migrate": "migrating",
-    "plot": "plotting",
-    "gc": "collecting garbage",
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 0
     except BrokenPipeError:  # --help into `| head`
-        return _streams_closed()
+        return streams_closed()
     return _run(args)
 
 
@@ -103,347 +57,16 @@ def _run(args: argparse.Namespace) -> int:
         _flush_warnings(caught)
         if failure is None:
             return code
-        if isinstance(failure, BrokenPipeError) and _reader_left():
-            return _streams_closed()
-        return _report(failure, args)
+        if isinstance(failure, BrokenPipeError) and reader_left():
+            return streams_closed()
+        return report(
+            failure,
+            args.command,
+            debug=getattr(args, "debug", False),
+            flags=getattr(args, "flags", frozenset()),
+        )
     except BrokenPipeError:  # stderr's reader left too
-        return _streams_closed()
-
-
-def _report(err: BaseException, args: argparse.Namespace) -> int:
-    """Print ``err`` for the user of ``args.command``; return the exit status."""
-    command, debug = args.command, getattr(args, "debug", False)
-    if debug:
-        traceback.print_exception(err)
-    verdict = _verdict(err, command)
-    if verdict is None:  # a bug: visible as one, with where it happened
-        site = _site(err)
-        traceback_at = "is above" if debug else f"`zstore --debug {command} ...` prints"
-        print(
-            f"zstore {command}: internal error: {type(err).__name__}: {_first_line(err)}"
-            f"{f' ({site})' if site else ''}\nthis is a bug in zstore {__version__}: please "
-            f"report it, with the traceback that {traceback_at}",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    code, message = verdict
-    text = _cli_wording(message, command, getattr(args, "flags", frozenset()))
-    print(f"zstore {command}: error: {text}", file=sys.stderr)
-    return code
-
-
-def _verdict(err: BaseException, command: str) -> tuple[int, str] | None:
-    """The exit status and message for an error the user can act on; None for a bug."""
-    if isinstance(err, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, (
-            "interrupted; a write under way was not saved (each write is saved whole or "
-            "not at all): run the command again"
-        )
-    if isinstance(err, _ZSTORE_ERRORS):
-        return (EXIT_USAGE if isinstance(err, _USAGE_ERRORS) else EXIT_ERROR), _message(err)
-    doing = _DOING.get(command, f"running zstore {command}")
-    if _out_of_memory(err):
-        if "thread" in str(err) and not isinstance(err, MemoryError):
-            return EXIT_ERROR, (
-                f"could not start a thread while {doing}: a resource limit was reached "
-                f"(memory, `ulimit -v`, or processes, `ulimit -u`); {_memory_advice(command)}"
-            )
-        detail = _first_line(err) if str(err) else ""
-        return EXIT_ERROR, (
-            f"out of memory while {doing}{f' ({detail})' if detail else ''}; "
-            f"{_memory_advice(command)}"
-        )
-    if isinstance(err, OSError):
-        return EXIT_ERROR, _os_error_text(err)
-    if isinstance(err, ImportError):
-        missing = f" (pip install {err.name})" if err.name and err.name not in str(err) else ""
-        return EXIT_ERROR, f"{_message(err)}{missing}"
-    if _raised_by_zstore(err) and not isinstance(err, _BUG_ERRORS):
-        return EXIT_ERROR, _message(err)
-    return None
-
-
-def _out_of_memory(err: BaseException) -> bool:
-    """Memory, or room for a thread, ran out (a MemoryError, ENOMEM, Icechunk's words)."""
-    if isinstance(err, MemoryError):
-        return True
-    try:
-        from .store import out_of_memory
-    except (ImportError, MemoryError):  # too little memory left to import it
-        return isinstance(err, OSError) and err.errno == errno.ENOMEM
-    return out_of_memory(err)
-
-
-def _message(err: BaseException) -> str:
-    """An error's text as written (a KeyError's without the quotes it adds)."""
-    if isinstance(err, KeyError) and len(err.args) == 1:
-        return str(err.args[0])
-    return str(err)
-
-
-def _first_line(err: BaseException) -> str:
-    lines = _message(err).strip().splitlines()
-    return lines[0] if lines else "(no message)"
-
-
-def _memory_advice(command: str) -> str:
-    fewer = " or fewer trials at once (--trial ID)" if command in ("dff", "export") else ""
-    return (
-        f"use fewer threads (DASK_NUM_WORKERS=2 in the environment){fewer}, or raise the "
-        "memory limit"
-    )
-
-
-def _os_error_text(err: OSError) -> str:
-    """An OSError as one line: what failed, on which file (whole path), what to check."""
-    if err.errno is None or not err.strerror:
-        return _message(err)  # a message written for the user (FileNotFoundError("no ..."))
-    files = [
-        os.path.abspath(f) if isinstance(f, str) else str(f)
-        for f in (err.filename, err.filename2)
-        if f is not None
-    ]
-    name = errno.errorcode.get(err.errno, str(err.errno))
-    text = f"{err.strerror} ({name})" + (f": {' -> '.join(files)}" if files else "")
-    fix = _OS_FIXES.get(err.errno) or _write_fixes().get(err.errno)
-    if fix is None and isinstance(err, ConnectionError | TimeoutError):
-        fix = "the connection failed: check the network (and the storage's address), then retry"
-    return f"{text}; {fix}" if fix else text
-
-
-#: What to check for an OSError, by errno, beyond a failed write's (zstore.store's
-#: WRITE_FIXES: a full disk, a quota, a file-size limit, permissions, read-only).
-_OS_FIXES = {
-    errno.ENOENT: "check the path",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
-    errno.EISDIR: "the path is a folder where a file is needed: check the path",
-    errno.EMFILE: "too many open files: raise the limit (`ulimit -n`)",
-    errno.EPIPE: "a connection broke: check the network, then retry",
-}
-
-
-def _write_fixes() -> dict[int, str]:
-    try:
-        from .store import WRITE_FIXES
-    except ImportError:  # pragma: no cover - zstore.store imports icechunk, always there
-        return {}
-    return WRITE_FIXES
-
-
-def _raised_by_zstore(err: BaseException) -> bool:
-    """An error a ``raise`` statement of zstore's own code raised: a message written for
-    the user, not a library's or Python's error that reached the command unexplained."""
-    frame = _innermost(err)
-    if frame is None or not frame[0].startswith(_PACKAGE_DIR):
-        return False
-    return linecache.getline(*frame).lstrip().startswith("raise ")
-
-
-def _innermost(err: BaseException) -> tuple[str, int] | None:
-    """The file and line where ``err`` was raised."""
-    tb = err.__traceback__
-    if tb is None:
-        return None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename, tb.tb_lineno
-
-
-def _site(err: BaseException) -> str:
-    """Where a bug shows: the innermost line of zstore's code in the traceback (else the
-    innermost line), as ``zstore/io/suite2p.py:269``."""
-    ours, last = "", ""
-    for frame, line in traceback.walk_tb(err.__traceback__):
-        path = frame.f_code.co_filename
-        if path.startswith(_PACKAGE_DIR):
-            ours = f"zstore/{path[len(_PACKAGE_DIR) :]}:{line}"
-        last = f"{os.path.basename(path)}:{line}"
-    return ours or last
-
-
-def _reader_left() -> bool:
-    """True when the reader of stdout or stderr has gone (a pipe closed early), as
-    opposed to a broken network connection (also a BrokenPipeError)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            fd = stream.fileno()
-        except (AttributeError, ValueError, OSError):
-            continue  # no file (captured in a test)
-        if _pipe_closed(fd):
-            return True
-    return False
-
-
-def _pipe_closed(fd: int) -> bool:
-    import select
-
-    if not hasattr(select, "poll"):  # no poll (Windows): take it as the pipe
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
-
-
-def _streams_closed() -> int:
-    """Quiet exit once stdout's (or stderr's) reader has gone: what is still buffered
-    goes to devnull (else Python's flush at exit reports the broken pipe)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for stream in (sys.stdout, sys.stderr):
-            # no file (captured in a test): nothing will flush to a pipe
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                os.dup2(devnull, stream.fileno())
-    finally:
-        os.close(devnull)
-    return EXIT_BROKEN_PIPE
-
-
-# -- the API's hints in the command line's terms ---------------------------------------------
-
-#: Phrases of the API's hints and what the command line says instead (in this order; the
-#: keyword -> flag table below then rewrites what is left of ``pass name=value``).
-_CLI_WORDING: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"zs\.compute_dff\(exp, layer='[^']*'\) or (`zstore dff [^`]*`)"), r"\1"),
-    (re.compile(r"\(layer=None\)"), "(--layer X)"),
-    (
-        re.compile(r"pass trials=\[\.\.\.\] with the trials of one ROI set, or trial=ID"),
-        "pass --trial ID for each trial of one ROI set (one --trial: that trial alone)",
-    ),
-    (re.compile(r"\((?:pass )?trials=\[\.\.\.\]\)"), "(--trial ID, repeated for each trial)"),
-    (re.compile(r"zs\.create_(?:experiment|collection)\(\.\.\.\) or (`zstore ingest`)"), r"\1"),
-    (re.compile(r", open it with zs\.open_experiment\(\.\.\.\),"), ","),
-    (re.compile(r"(`zstore history [^`]*`) or exp\.history\(\)"), r"\1"),
-    (re.compile(r"pass source=None for X, or "), "leave out --source for X, or pass "),
-    (re.compile(r"pass source=None for X"), "leave out --source for X"),
-    (
-        re.compile(r"trials=\{[^{}]*\}"),
-        "--trial TRIAL=FILE,FILE (or TRIAL=START:STOP) for each trial",
-    ),
-    (
-        re.compile(r"dask\.config\.set\(num_workers=(\d+)\)"),
-        r"DASK_NUM_WORKERS=\1 in the environment",
-    ),
-    (re.compile(r"smaller shards for new data \(StorageConfig\(shard_bytes=\.\.\.\)\), "), ""),
-)
-#: API keywords and the flag that passes each on the command line; a value of True
-#: or False names the flag that gives it (``cells_only=False`` is ``--all-rois``).
-_API_FLAGS: dict[str, str | dict[str, str]] = {
-    "fs": "--fs",
-    "normalize_pct": "--pct",
-    "sig_baseline": "--sigma",
-    "win_baseline": "--window",
-    "baseline": "--baseline",
-    "layer": "--layer",
-    "layers": "--layer",
-    "source": "--source",
-    "where": "--where",
-    "trials": "--trial",
-    "trial": "--trial",
-    "rois": "--roi",
-    "overwrite": {"True": "--overwrite"},
-    "cells_only": {"False": "--all-rois"},
-    "paq_channel": "--paq-channel",
-    "exp_id": "--exp-id",
-    "subject": "--subject",
-    "session": "--session",
-    "metadata": "--metadata",
-    "neuropil_coeff": "--neuropil-coeff",
-    "version": "--version",
-    "session_start_time": "--session-start-time",
-    "path": "--to",
-}
-#: Keywords of the API's hints that the command line has no flag for: of functions it
-#: does not call (events, normalize_dff's roi_names, add_var's values), of plotting
-#: options it does not offer (ax, cmap), or whose value it sets itself (mode, config).
-#: Their hints stay as the API says them.
-API_ONLY_KEYWORDS = frozenset(
-    {
-        "after",
-        "ax",
-        "before",
-        "channel",
-        "cmap",
-        "clevel",
-        "coeff",
-        "config",
-        "events",
-        "fig",
-        "iloc",
-        "mode",
-        "name",
-        "nwbfile_kwargs",
-        "roi_names",
-        "storage_options",  # said as --storage-option KEY=VALUE by its own rule
-        "threshold",
-        "values",
-        "vmax",
-        "vmin",
-        "windows",
-    }
-)
-_VALUE = r"""<[^>]*>|'[^']*'|"[^"]*"|\[[^\]]*\]|\{[^}]*\}|[\w.+\-:]+"""
-#: ``name=value`` of a keyword above, not inside a Python call (``f(x, version=ID)``).
-_KEYWORD = re.compile(
-    rf"(?<![\w.\-(])(?<!, )({'|'.join(sorted(_API_FLAGS, key=len, reverse=True))})"
-    rf"=(?!=)({_VALUE})?"
-)
-#: Keywords named alone ("win_baseline must be a finite number"): those whose names are
-#: no English word, so that they are never a user's text.
-_BARE_KEYWORD = re.compile(
-    r"(?<![\w.\-'\"])(normalize_pct|sig_baseline|win_baseline|paq_channel|neuropil_coeff"
-    r"|exp_id|session_start_time)(?![\w=\-'\"])"
-)
-_STORAGE_OPTIONS = re.compile(r"storage_options=\{([^{}]*)\}")
-_REPEATED_FLAG = re.compile(r"(--[\w-]+)((?: [A-Z]+)?) \((?:or )?\1\)")
-
-
-def _cli_wording(message: str, command: str, flags: frozenset[str] | set[str] = frozenset()) -> str:
-    """An error's message with the API's ways out given as ``command``'s flags (those in
-    ``flags``; a keyword whose flag the command lacks stays as the API says it)."""
-    for pattern, replacement in _CLI_WORDING:
-        if command == "dff" and replacement == "(--layer X)":
-            replacement = "(leave out --source)"  # dff's --layer names the output
-        message = pattern.sub(replacement, message)
-    if "--storage-option" in flags:
-        message = _STORAGE_OPTIONS.sub(_storage_option_flags, message)
-
-    def keyword(found: re.Match[str]) -> str:
-        return _flag_for(found[1], found[2], flags) or found[0]
-
-    message = _KEYWORD.sub(keyword, message)
-    message = _BARE_KEYWORD.sub(lambda found: _flag_for(found[1], None, flags) or found[0], message)
-    if "--overwrite" in flags:
-        message = message.replace("overwrite=True", "--overwrite")
-    return _REPEATED_FLAG.sub(r"\1\2", message)
-
-
-def _flag_for(name: str, value: str | None, flags: frozenset[str] | set[str]) -> str | None:
-    """``name=value`` as the command line passes it, or None when it has no such flag."""
-    flag = _API_FLAGS[name]
-    if isinstance(flag, dict):
-        named = flag.get(value or "")
-        return named if named in flags else None
-    if flag not in flags:
-        return None
-    if not value:
-        return flag
-    if value.startswith("<") and re.fullmatch(r"<\w+>", value):
-        return f"{flag} {value[1:-1].upper()}"  # <Hz> -> HZ, as in --help
-    if value.startswith("{"):
-        return None  # a dict (NWB's subject=): the flag takes text, the API's form stays
-    if value.startswith("["):
-        return f"{flag} ID (repeat for each)"
-    if value[0] == "'" and value[-1] == "'" and " " not in value:
-        return f"{flag} {value[1:-1]}"
-    return f"{flag} {value}"
-
-
-def _storage_option_flags(found: re.Match[str]) -> str:
-    """``storage_options={'key': ..., 'anon': True}`` as ``--storage-option`` flags."""
-    words = {"True": "true", "False": "false"}
-    items = re.findall(r"'(\w+)':\s*([^,]+)", found[1])
-    values = [(key, value.strip().strip("'")) for key, value in items]
-    return " ".join(f"--storage-option {key}={words.get(v, v)}" for key, v in values)
+        return streams_closed()
 
 
 def _flush_warnings(caught: list[warnings.WarningMessage]) -> None:
