@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
@@ -22,8 +23,10 @@ from zstore.errors import (
     IncompatibleDataError,
     InvalidArgumentError,
     KeyNotFoundError,
+    PathNotFoundError,
     RowPositionError,
     TrialNotFoundError,
+    UnstorableValueError,
 )
 from zstore.validate import trial_ids
 
@@ -488,3 +491,253 @@ def test_trials_that_cannot_go_together_are_a_data_error_not_an_argument_error(
     with pytest.raises(IncompatibleDataError, match=r"trials \['t-007'\] have different ROIs"):
         exp.concat()
     assert not issubclass(IncompatibleDataError, InvalidArgumentError)
+
+
+# -- issue 17, red team: paq files, ingest, migrate, verify, versions, odd saved values ----
+
+
+@pytest.mark.parametrize("path", [True, False, 0, 1, 2], ids=["True", "False", "0", "1", "2"])
+def test_write_paq_never_takes_an_int_as_a_file_descriptor(path: Any) -> None:
+    with pytest.raises(ArgumentTypeError, match=r"write_paq: path must be a path"):
+        zs.write_paq(path, np.ones((2, 10)), rate=1000.0, chan_names=["a", "b"])
+    import os
+
+    os.fstat(1)  # stdout is still open
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"path": None}, ArgumentTypeError, "path must be a path"),
+        ({"path": "x" * 300}, InvalidArgumentError, "path is too long"),
+        ({"rate": "abc"}, ArgumentTypeError, "pass rate=<Hz>"),
+        ({"rate": -1}, InvalidArgumentError, "rate must be a number > 0"),
+        ({"chan_names": None}, ArgumentTypeError, "pass chan_names="),
+        ({"chan_names": ["a"]}, InvalidArgumentError, "chan_names has 1 entries for 2"),
+        ({"units": [1, 2]}, ArgumentTypeError, "pass units="),
+        ({"data": "abc"}, ArgumentTypeError, "data must be a 2-D array"),
+        ({"path": "nowhere/x.paq"}, PathNotFoundError, "does not exist"),
+    ],
+    ids=["path-None", "path-long", "rate-text", "rate-negative", "chan_names-None",
+         "chan_names-count", "units-ints", "data-text", "folder-missing"],
+)  # fmt: skip
+def test_write_paq_arguments(
+    tmp_path: Path, kwargs: dict[str, Any], error: type, words: str
+) -> None:
+    args: dict[str, Any] = {
+        "path": tmp_path / "a.paq",
+        "data": np.ones((2, 10)),
+        "rate": 1000.0,
+        "chan_names": ["a", "b"],
+    }
+    args.update(kwargs)
+    if args["path"] == "nowhere/x.paq":
+        args["path"] = tmp_path / "nowhere" / "x.paq"
+    with pytest.raises(error, match=words):
+        zs.write_paq(args.pop("path"), args.pop("data"), **args)
+    assert not (tmp_path / "a.paq").exists()
+
+
+def test_write_paq_takes_repeated_units(tmp_path: Path) -> None:
+    zs.write_paq(tmp_path / "a.paq", np.ones((2, 10)), rate=1e3, chan_names=["a", "b"],
+                 units=["V", "V"])  # fmt: skip
+    assert zs.read_paq(tmp_path / "a.paq").units == ["V", "V"]
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "words"),
+    [(None, ArgumentTypeError, "read_paq: path must be a path"),
+     (True, ArgumentTypeError, "read_paq: path must be a path"),
+     ("x" * 300, InvalidArgumentError, "path is too long"),
+     ("missing.paq", PathNotFoundError, "no file at")],
+    ids=["None", "True", "long", "missing"],
+)  # fmt: skip
+def test_read_paq_arguments(tmp_path: Path, path: Any, error: type, words: str) -> None:
+    if path == "missing.paq":
+        path = tmp_path / path
+    with pytest.raises(error, match=words):
+        zs.read_paq(path)
+
+
+@pytest.fixture
+def paq(tmp_path: Path) -> Any:
+    clock = np.zeros((1, 200))
+    clock[0, 10:190:10] = 5.0
+    zs.write_paq(tmp_path / "c.paq", clock, rate=1000.0, chan_names=["frame_clock"])
+    return zs.read_paq(tmp_path / "c.paq")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [({"paq": None}, ArgumentTypeError, "paq must be a PaqData"),
+     ({"threshold": None}, ArgumentTypeError, "pass threshold="),
+     ({"threshold": "1"}, ArgumentTypeError, "pass threshold="),
+     ({"min_gap": [1, 2]}, ArgumentTypeError, "pass min_gap="),
+     ({"min_gap": -1}, InvalidArgumentError, "min_gap must be a number >= 0"),
+     ({"channel": np.array([1, 2])}, ArgumentTypeError, "channel must be a channel name"),
+     ({"channel": "nope"}, KeyNotFoundError, "frame_clock")],
+    ids=["paq-None", "threshold-None", "threshold-text", "min_gap-list", "min_gap-negative",
+         "channel-array", "channel-unknown"],
+)  # fmt: skip
+def test_frame_times_arguments(paq: Any, kwargs: dict[str, Any], error: type, words: str) -> None:
+    target = kwargs.pop("paq", paq)
+    with pytest.raises(error, match=words):
+        zs.frame_times(target, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [({"trials": True}, ArgumentTypeError, "trials must be a dict or None"),
+     ({"paq": 0}, ArgumentTypeError, "paq must be a dict or None"),
+     ({"config": True}, ArgumentTypeError, "config must be a zs.StorageConfig"),
+     ({"layers": None}, ArgumentTypeError, "layers=\\('Fneu', 'spks'\\)"),
+     ({"layers": ["dFF"]}, InvalidArgumentError, "layers may name 'Fneu' and 'spks'"),
+     ({"metadata": "abc"}, ArgumentTypeError, "metadata must be a dict or None"),
+     ({"neuropil_coeff": None}, ArgumentTypeError, "pass neuropil_coeff="),
+     ({"session": 5}, ArgumentTypeError, "session must be text"),
+     ({"subject": np.array(["a"])}, ArgumentTypeError, "subject must be text"),
+     ({"exp_id": pd.NA}, ArgumentTypeError, "exp_id must be text"),
+     ({"cells_only": np.array([True])}, ArgumentTypeError, "cells_only must be True or False"),
+     ({"progress": pd.NA}, ArgumentTypeError, "progress must be True"),
+     ({"paq_channel": 1}, ArgumentTypeError, "paq_channel must be a channel name")],
+    ids=["trials-True", "paq-0", "config-True", "layers-None", "layers-unknown",
+         "metadata-text", "neuropil_coeff-None", "session-int", "subject-array",
+         "exp_id-NA", "cells_only-array", "progress-NA", "paq_channel-int"],
+)  # fmt: skip
+def test_ingest_suite2p_arguments_checked_first(
+    tmp_path: Path, kwargs: dict[str, Any], error: type, words: str
+) -> None:
+    """Checked before the folder is read: nothing there, nothing written."""
+    with pytest.raises(error, match=f"ingest_suite2p: .*{words}"):
+        zs.ingest_suite2p(tmp_path / "no_suite2p", tmp_path / "out.zarr", **kwargs)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "kwargs", "error", "words"),
+    [(None, {}, ArgumentTypeError, "migrate: old must be a path"),
+     (5, {}, ArgumentTypeError, "migrate: old must be a path"),
+     ("missing", {}, PathNotFoundError, "no zstore 0.1 experiment"),
+     ("legacy", {"storage_options": "x"}, ArgumentTypeError, "storage_options must be a dict"),
+     ("legacy", {"storage_options": {"anon": True}}, zs.errors.StorageOptionsError,
+      "not to the local path"),
+     ("legacy", {"progress": "yes"}, ArgumentTypeError, "progress must be True")],
+    ids=["old-None", "old-int", "old-missing", "storage_options-text",
+         "storage_options-local", "progress-text"],
+)  # fmt: skip
+def test_migrate_arguments(
+    tmp_path: Path, old: Any, kwargs: dict[str, Any], error: type, words: str
+) -> None:
+    if old == "legacy":
+        old = Path(__file__).parent / "data" / "zstore-0.1.zarr"
+    elif old == "missing":
+        old = tmp_path / "missing"
+    with pytest.raises(error, match=words):
+        zs.migrate(old, tmp_path / "new.zarr", **kwargs)
+    assert not (tmp_path / "new.zarr").exists()
+
+
+def test_migrate_refuses_new_inside_old(tmp_path: Path) -> None:
+    import shutil
+
+    old = tmp_path / "old.zarr"
+    shutil.copytree(Path(__file__).parent / "data" / "zstore-0.1.zarr", old)
+    with pytest.raises(InvalidArgumentError, match="inside the old store"):
+        zs.migrate(old, old / "new.zarr")
+
+
+def test_verify_experiment_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ArgumentTypeError, match=r"exp must be a zs\.Experiment.*open_experiment"):
+        zs.verify_experiment(None)
+    collection = zs.create_collection(tmp_path / "col.zarr")
+    with pytest.raises(ArgumentTypeError, match=r"col.experiments\(\)"):
+        zs.verify_experiment(collection)
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    with pytest.raises(ArgumentTypeError, match="progress must be True"):
+        zs.verify_experiment(exp, progress="yes")
+
+
+@pytest.mark.parametrize("version", [0, True, 2.5, b"x"], ids=["0", "True", "float", "bytes"])
+def test_open_version_is_an_id_or_a_datetime(tmp_path: Path, version: Any) -> None:
+    zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    with pytest.raises(ArgumentTypeError, match=r"version must be a version ID.*history\(\)"):
+        zs.open_experiment(tmp_path / "e.zarr", version=version)
+    with pytest.raises(ArgumentTypeError, match="version must be a version ID"):
+        zs.open_collection(tmp_path / "e.zarr", version=version)
+
+
+def test_a_store_path_too_long_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"store is too long.*pass a shorter store"):
+        zs.create_experiment(tmp_path / ("x" * 300), exp_id="E")
+    with pytest.raises(InvalidArgumentError, match="store is too long"):
+        zs.open_experiment(tmp_path / ("x" * 300))
+
+
+@pytest.mark.parametrize(
+    ("X", "error"), [(0, ArgumentTypeError), ("abc", ArgumentTypeError)], ids=["int", "str"]
+)
+def test_annotated_data_constructor_refusals(X: Any, error: type) -> None:
+    with pytest.raises((ArgumentTypeError, InvalidArgumentError), match="AnnotatedData"):
+        zs.AnnotatedData(X)
+
+
+@pytest.mark.parametrize(
+    ("X", "error", "words"),
+    [(None, InvalidArgumentError, "has no X to store; pass zs.AnnotatedData"),
+     (np.ones((4, 10), complex), UnstorableValueError, "np.real"),
+     (np.full((4, 10), "a"), UnstorableValueError, "must hold real numbers")],
+    ids=["no-X", "complex", "text"],
+)  # fmt: skip
+def test_add_trial_x_refusals(tmp_path: Path, X: Any, error: type, words: str) -> None:
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    with pytest.raises(error, match=words):
+        exp.add_trial("t", zs.AnnotatedData(X))
+    assert exp.trialIDs == []
+
+
+def _no_generator() -> Any:
+    return (x for x in [1])
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "words"),
+    [("uns", object(), "'object'.*anndata cannot store"),
+     ("uns", pd.NA, "'NAType'"),
+     ("uns", "gen", "'generator'"),
+     ("uns", np.ma.masked_all((4, 10)), r"masked array.*filled\(np.nan\)"),
+     ("uns", "\udcff", "lone surrogate"),
+     ("obs", ["\udcff", "a", "b", "c"], "obs column 'c'.*lone surrogate"),
+     ("obs", "big", "obs column 'c' holds the integer .* too large"),
+     ("processing", "motion corrected", "zstore's provenance key.*uns\\['notes'\\]")],
+    ids=["uns-object", "uns-NA", "uns-generator", "uns-masked", "uns-surrogate",
+         "obs-surrogate", "obs-int-2**70", "uns-processing-text"],
+)  # fmt: skip
+def test_save_refuses_unstorable_in_memory_values(
+    tmp_path: Path, where: str, value: Any, words: str
+) -> None:
+    exp = _experiment(tmp_path)
+    before = len(exp.history())
+    trial = exp.load_trial("t-005")
+    if where == "uns":
+        trial.data.uns["v"] = (
+            _no_generator() if isinstance(value, str) and value == "gen" else value
+        )
+    elif where == "processing":
+        trial.data.uns["processing"] = value
+    elif isinstance(value, str):  # "big"
+        trial.data.obs["c"] = pd.Series([2**70] * N_ROIS, dtype=object, index=trial.data.obs_names)
+    else:
+        trial.data.obs["c"] = value
+    with pytest.raises(UnstorableValueError, match=f"trial 't-005' .*{words}"):
+        trial.save()
+    assert len(exp.refresh().history()) == before
+
+
+def test_uns_processing_text_refused_at_add_trial_and_add_layer(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path)
+    with pytest.raises(UnstorableValueError, match="provenance key"):
+        exp.add_trial("t-007", zs.AnnotatedData(F, uns={"processing": "motion corrected"}))
+    data = zs.AnnotatedData(F, uns={"processing": "motion corrected"})
+    with pytest.raises(InvalidArgumentError, match=r"add_layer\('L'\).*provenance key"):
+        data.add_layer("L", F)
+    assert "L" not in data.layers

@@ -578,3 +578,217 @@ def test_icechunk_says_a_lost_chunk_is_gone_in_words_zstore_knows(tmp_path: Path
     with pytest.raises(icechunk.IcechunkError) as err:
         _compat.read_bytes(store, "trials/t/X/c/0/0")
     assert _compat.is_storage_error(err.value) and _compat.is_missing_object(err.value)
+
+
+# -- a trial whose structure another program changed (issue 17, F2) ---------------------
+
+
+def _set_trial_meta(key: str, value: Any) -> Callable[[zarr.Group], None]:
+    def change(root: zarr.Group) -> None:
+        attrs = dict(root["trials/b"].attrs)
+        attrs["zstore"] = {**attrs["zstore"], key: value}  # type: ignore[dict-item]
+        root["trials/b"].attrs.put(attrs)
+
+    return change
+
+
+def _set_attr(path: str, key: str, value: Any) -> Callable[[zarr.Group], None]:
+    def change(root: zarr.Group) -> None:
+        root[path].attrs.put({**dict(root[path].attrs), key: value})
+
+    return change
+
+
+def _replace_array(path: str, data: np.ndarray) -> Callable[[zarr.Group], None]:
+    def change(root: zarr.Group) -> None:
+        attrs = dict(root[path].attrs)
+        del root[path]
+        array = root.create_array(path, shape=data.shape, dtype=data.dtype)
+        array[...] = data
+        array.attrs.put(attrs)
+
+    return change
+
+
+def _group_to_array(path: str) -> Callable[[zarr.Group], None]:
+    def change(root: zarr.Group) -> None:
+        del root[path]
+        root.create_array(path, shape=(2,), dtype="i4")
+
+    return change
+
+
+TRIAL_STRUCTURE: dict[str, tuple[Callable[[zarr.Group], object], list[str]]] = {
+    "created-is-text": (_set_trial_meta("created", "yesterday"), ["zstore.created", "'yesterday'"]),
+    "obs-index-deleted": (lambda g: g.__delitem__("trials/b/obs/_index"), ["obs", "'_index'"]),
+    "obs-index-attr-points-nowhere": (_set_attr("trials/b/obs", "_index", "nope"), ["'nope'"]),
+    "column-order-names-a-missing-column": (
+        _set_attr("trials/b/obs", "column-order", ["ghost"]),
+        ["column-order", "'ghost'"],
+    ),
+    "var-wrong-length": (
+        _replace_array("trials/b/var/_index", np.array([str(i) for i in range(7)])),
+        ["var/_index", "expected 10 entries", "found 7"],
+    ),
+    "obs-wrong-length": (
+        _replace_array("trials/b/obs/_index", np.array(["0", "1"])),
+        ["obs/_index", "expected 4 entries", "found 2"],
+    ),
+    "layer-wrong-shape": (
+        _replace_array("trials/b/layers/dFF", np.ones((4, 7), "float32")),
+        ["layers/dFF", "(4, 10)", "(4, 7)"],
+    ),
+    "X-wrong-shape": (
+        _replace_array("trials/b/X", np.ones((3, 10), "float32")),
+        ["expected 3 entries", "found 4"],
+    ),
+    "X-1-D": (_replace_array("trials/b/X", np.ones(40, "float32")), ["X", "2-D", "(40,)"]),
+    "obs-group-deleted": (lambda g: g.__delitem__("trials/b/obs"), ["obs", "dataframe group"]),
+    "uns-is-an-array": (_group_to_array("trials/b/uns"), ["uns", "expected a group"]),
+    "layers-is-an-array": (_group_to_array("trials/b/layers"), ["layers", "expected a group"]),
+}
+
+
+def _experiment_with_dff(path: Path) -> Path:
+    _experiment(path)
+    exp = zs.open_experiment(path, mode="r+")
+    for trial_id in ("a", "b", "c"):
+        trial = exp.load_trial(trial_id)
+        trial.data.add_layer(layer_name="dFF", data=trial.data.X * 2)
+        trial.save()
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(TRIAL_STRUCTURE))
+def test_a_trial_with_damaged_structure_is_named_verified_and_stops_compute_dff(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    change, words = TRIAL_STRUCTURE[case]
+    path = _experiment_with_dff(tmp_path / "e.zarr")
+    _edit(path, change)
+    exp = zs.open_experiment(path, mode="r+")
+    with pytest.raises(NotAnExperimentError) as info:
+        exp.load_trial("b")
+    message = str(info.value)
+    for word in ["trial 'b'", *words, "exp.remove_trial('b')", "overwrite=True"]:
+        assert word in message, (word, message)
+    assert exp.load_trial("a").data.shape == (4, 10), "the other trials stay usable"
+    damage = verify_experiment(exp, progress=False)
+    assert [d.trial for d in damage if not d.array] and all(d.trial == "b" for d in damage)
+    assert main(["verify", str(path)]) == 1
+    assert "DAMAGED trial 'b'" in capsys.readouterr().out
+    # compute_dff checks every trial before writing the first: nothing half done
+    with pytest.raises(NotAnExperimentError, match="trial 'b'"):
+        zs.compute_dff(exp, layer="dFF2", baseline="percentile", progress=False)
+    assert all("dFF2" not in exp.refresh().layer_names(t) for t in ("a", "c"))
+
+
+def _collection_with_trial_a(path: Path) -> Path:
+    col = zs.create_collection(path)
+    for exp_id in ("E1", "E2", "E3"):
+        col.create_experiment(exp_id, metadata={"subject": "S"})
+        col.open_experiment(exp_id, mode="r+").add_trial("a", _matrix())
+    return path
+
+
+def _set_experiment_meta(key: str, value: Any) -> Callable[[zarr.Group], None]:
+    def change(root: zarr.Group) -> None:
+        group = root["experiments/E2"]
+        attrs = dict(group.attrs)
+        attrs["zstore"] = {**attrs["zstore"], key: value}  # type: ignore[dict-item]
+        group.attrs.put(attrs)
+
+    return change
+
+
+COLLECTION_DAMAGE: dict[str, tuple[Callable[[zarr.Group], object], str]] = {
+    "trials-group-deleted": (
+        lambda g: g.__delitem__("experiments/E2/trials"),
+        "experiments/E2/trials",
+    ),
+    "expID-an-int": (_set_experiment_meta("expID", 7), "zstore.expID"),
+    "encoding-version-garbage": (
+        _set_experiment_meta("encoding-version", "abc"),
+        "zstore.encoding-version",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COLLECTION_DAMAGE))
+def test_a_damaged_experiment_of_a_collection_is_verified_damaged_and_info_warns(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    change, word = COLLECTION_DAMAGE[case]
+    path = _collection_with_trial_a(tmp_path / "c.zarr")
+    _edit(path, change)
+    assert main(["verify", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "DAMAGED experiment 'E2'" in out and word in out, out
+    assert main(["info", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "experiment 'E2'" in err and word in err, err
+    assert "zstore verify" in err
+
+
+def _three_trials_one_manifest_each(path: Path) -> Path:
+    exp = zs.create_experiment(path, exp_id="E")
+    for k, trial_id in enumerate("abc"):
+        data = np.random.default_rng(k).random((8, 500)).astype("float32")
+        exp.add_trial(trial_id, zs.AnnotatedData(data))
+    return path
+
+
+def _newest(path: Path) -> Path:
+    return max(path.iterdir(), key=lambda f: f.stat().st_mtime)
+
+
+def test_info_with_a_deleted_manifest_shows_sizes_unknown_and_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _three_trials_one_manifest_each(tmp_path / "e.zarr")
+    _newest(path / "manifests").unlink()
+    assert main(["info", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "unknown" in captured.out, captured.out
+    assert "trial 'c'" in captured.err and "zstore verify" in captured.err, captured.err
+    assert "internal error" not in captured.err
+
+
+def test_a_garbled_manifest_is_damage_not_advice_to_retry(tmp_path: Path) -> None:
+    path = _three_trials_one_manifest_each(tmp_path / "e.zarr")
+    manifest = _newest(path / "manifests")
+    raw = bytearray(manifest.read_bytes())
+    for i in range(len(raw) // 2, min(len(raw), len(raw) // 2 + 16)):
+        raw[i] ^= 0xFF
+    manifest.write_bytes(bytes(raw))
+    with pytest.raises(CorruptChunkError) as info:
+        zs.open_experiment(path).load_trial("c").data.X.compute()
+    assert "trial 'c'" in str(info.value) and "retry" not in str(info.value)
+
+
+@pytest.mark.parametrize("field,value", [("layers", 5), ("n_rois", "many"), ("fs", {})])
+def test_a_summary_field_of_the_wrong_type_is_na_with_a_warning(
+    tmp_path: Path, field: str, value: Any
+) -> None:
+    path = _experiment(tmp_path / "e.zarr")
+
+    def change(root: zarr.Group) -> None:
+        attrs = dict(root["trials/b"].attrs)
+        meta = dict(attrs["zstore"])  # type: ignore[arg-type]
+        meta["summary"] = {**meta["summary"], field: value}
+        attrs["zstore"] = meta
+        root["trials/b"].attrs.put(attrs)
+
+    _edit(path, change)
+    with pytest.warns(ZstoreWarning, match=f"trial 'b'.*zstore.summary.{field}"):
+        table = zs.open_experiment(path).table()
+    assert list(table["trial"]) == ["a", "b", "c"]
+    assert table.loc[table["trial"] == "a", "n_rois"].item() == 4
+
+
+def test_verify_reports_a_history_that_cannot_be_read(tmp_path: Path) -> None:
+    path = _experiment(tmp_path / "e.zarr")
+    min((path / "snapshots").iterdir(), key=lambda f: f.stat().st_mtime).unlink()
+    damage = verify_experiment(zs.open_experiment(path), progress=False)
+    assert [d.experiment for d in damage] == ["E"], damage
+    assert "history cannot be read" in str(damage[0]) and "copy" in str(damage[0])

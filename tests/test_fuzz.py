@@ -673,3 +673,224 @@ def test_plots(
     attempt(plot.plot_event_average, windows, rois, iloc=iloc, kind=name)
     attempt(plot.plot_raster, layer)
     plt.close("all")
+
+
+# -- issue 17 (red team): paq files, ingest, migrate, verify, versions, saves ---------------
+
+#: A path as a str, or any of the odd values (0, 1, True are file descriptors to open()).
+paths = st.one_of(st.sampled_from(["new", "x" * 300, "", "nowhere/x.paq"]), anything)
+
+
+def _path(places: Path, value: Any, suffix: str = ".paq") -> Any:
+    """A drawn path in the test's folder (never the working folder, never a descriptor)."""
+    if isinstance(value, str):
+        return fresh(places, suffix) if value == "new" else str(places / value)
+    return value
+
+
+@pytest.fixture(scope="module")
+def paq_file(places: Path) -> str:
+    path = fresh(places, ".paq")
+    clock = np.zeros((2, 500))
+    clock[0, 10:450:20] = 5.0
+    zs.write_paq(path, clock, rate=1000.0, chan_names=["frame_clock", "lick"])
+    return path
+
+
+@FUZZ
+@given(
+    path=paths,
+    data=st.one_of(st.just("ok"), anything),
+    rate=often(1000.0, 20000),
+    chan_names=often(["frame_clock", "lick"], "frame_clock"),
+    hw_chans=often(None, ["ai0", "ai1"]),
+    units=often(None, ["V", "V"]),
+)
+def test_write_paq(
+    places: Path, path: Any, data: Any, rate: Any, chan_names: Any, hw_chans: Any, units: Any
+) -> None:
+    data = np.ones((2, 20)) if isinstance(data, str) and data == "ok" else data
+    attempt(
+        zs.write_paq,
+        _path(places, path),
+        data,
+        rate=rate,
+        chan_names=chan_names,
+        hw_chans=hw_chans,
+        units=units,
+    )
+    os.fstat(1)  # stdout is still open: no int was taken as a file descriptor
+
+
+@FUZZ
+@given(path=st.one_of(st.sampled_from(["paq", "dir"]), paths))
+def test_read_paq(places: Path, paq_file: str, path: Any) -> None:
+    if isinstance(path, str) and path == "paq":
+        path = paq_file
+    elif isinstance(path, str) and path == "dir":
+        path = str(places)
+    attempt(zs.read_paq, _path(places, path))
+
+
+@FUZZ
+@given(
+    paq=st.one_of(st.just("paq"), anything),
+    channel=often("frame_clock", "lick", "nope"),
+    threshold=often(1.0, 0),
+    min_gap=often(2000, 5),
+)
+def test_frame_times(paq_file: str, paq: Any, channel: Any, threshold: Any, min_gap: Any) -> None:
+    if isinstance(paq, str) and paq == "paq":
+        paq = zs.read_paq(paq_file)
+    attempt(zs.frame_times, paq, channel=channel, threshold=threshold, min_gap=min_gap)
+
+
+@pytest.fixture(scope="module")
+def suite2p_plane(places: Path) -> Path:
+    import zstore.synthetic as syn
+
+    plane, _ = syn.write_suite2p_run(places / "s2p", n_rois=6, frames_per_file=[20])
+    return Path(plane)
+
+
+@settings(FUZZ, max_examples=25)
+@given(
+    which=st.sampled_from(
+        [
+            "subject",
+            "session",
+            "metadata",
+            "trials",
+            "paq",
+            "exp_id",
+            "cells_only",
+            "neuropil_coeff",
+            "paq_channel",
+            "layers",
+            "overwrite",
+            "storage_options",
+            "config",
+            "progress",
+            "path",
+            "store",
+        ]
+    ),
+    value=st.one_of(anything, st.sampled_from([np.array([1, 2]), pd.NA, "abc", True, 0])),
+)
+def test_ingest_suite2p_arguments(
+    places: Path, suite2p_plane: Path, which: str, value: Any
+) -> None:
+    """One argument drawn, the others valid: the call works or raises a zstore error."""
+    kwargs: dict[str, Any] = {"exp_id": "E", "progress": False}
+    path: Any = suite2p_plane
+    store: Any = fresh(places)
+    if which == "path":
+        path = value
+    elif which == "store":
+        store = value if not isinstance(value, str) else fresh(places, value[:20])
+    else:
+        kwargs[which] = value
+    attempt(zs.ingest_suite2p, path, store, **kwargs)
+
+
+@FUZZ
+@given(
+    old=st.one_of(st.sampled_from(["legacy", "missing"]), paths),
+    new=st.one_of(st.just("new"), anything),
+    storage_options=often(None, {}),
+    new_storage_options=often(None),
+    progress=often(False, None),
+)
+def test_migrate(
+    places: Path, old: Any, new: Any, storage_options: Any, new_storage_options: Any, progress: Any
+) -> None:
+    if isinstance(old, str) and old == "legacy":
+        old = str(Path(__file__).parent / "data" / "zstore-0.1.zarr")
+    elif isinstance(old, str):
+        old = fresh(places)
+    if isinstance(new, str):
+        new = fresh(places) if new == "new" else fresh(places, new[:20])
+    attempt(
+        zs.migrate,
+        old,
+        new,
+        storage_options=storage_options,
+        new_storage_options=new_storage_options,
+        progress=progress,
+    )
+
+
+@FUZZ
+@given(target=st.one_of(st.just("exp"), anything), progress=often(False, None))
+def test_verify_experiment(exp: zs.Experiment, target: Any, progress: Any) -> None:
+    if isinstance(target, str) and target == "exp":
+        target = exp
+    attempt(zs.verify_experiment, target, progress=progress)
+
+
+@FUZZ
+@given(version=st.one_of(st.sampled_from([0, 1, True, False, 2.5, b"x"]), anything))
+def test_open_version(saved: str, version: Any) -> None:
+    attempt(zs.open_experiment, saved, mode="r", version=version)
+    attempt(zs.open_collection, saved, mode="r", version=version)
+
+
+@FUZZ
+@given(X=st.one_of(trial_shaped, anything), obs=often(None), var=often(None))
+def test_annotated_data_constructor(X: Any, obs: Any, var: Any) -> None:
+    attempt(zs.AnnotatedData, X, obs=obs, var=var)
+
+
+def _generator() -> Iterator[int]:
+    yield 1
+
+
+#: In-memory values a user may set that anndata cannot (all) store.
+odd_stored = st.one_of(
+    anything,
+    st.sampled_from(
+        [
+            object(),
+            pd.NA,
+            np.ma.masked_all((2, 3)),
+            "\udcff",
+            ["a", "\udcff"],
+            2**70,
+            "motion corrected",
+            {"nested": object()},
+        ]
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def to_save() -> zs.Experiment:
+    exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="S")
+    exp.add_trial("t", make_adata(N_ROIS, N_FRAMES))
+    return exp
+
+
+@settings(FUZZ, max_examples=25)
+@given(
+    where=st.sampled_from(["uns", "uns processing", "obs", "var"]),
+    value=odd_stored,
+)
+def test_save_of_odd_in_memory_values(to_save: zs.Experiment, where: str, value: Any) -> None:
+    """A value set in memory is saved or refused (a zstore error), and a refused save
+    writes nothing."""
+    exp = to_save.refresh()
+    trial = exp.load_trial("t")
+    before = len(exp.history())
+    try:
+        if where == "uns":
+            trial.data.uns["v"] = value
+        elif where == "uns processing":
+            trial.data.uns["processing"] = value
+        elif where == "obs":
+            trial.data.obs["c"] = pd.Series([value] * N_ROIS, index=trial.data.obs_names)
+        else:
+            trial.data.var["c"] = pd.Series([value] * N_FRAMES, index=trial.data.var_names)
+    except Exception:  # pandas refused the value: nothing to save
+        return
+    if isinstance(attempt(trial.save), Exception):
+        assert len(exp.refresh().history()) == before

@@ -80,6 +80,14 @@ REFUSED = {
     "nul-char": ("a\x00b", ["control characters", "'ab'"]),
     "newline": ("a\nb", ["control characters"]),
     "lone-surrogate": ("a\udc80", ["lone surrogate U+DC80", "UTF-8", "'a_'"]),
+    "hangul-filler": ("\u3164", ["looks blank", "U+3164 HANGUL FILLER"]),
+    "braille-blank": ("\u2800\u2800", ["looks blank", "U+2800 BRAILLE PATTERN BLANK"]),
+    "only-combining-marks": ("\u0301\u0302", ["looks blank", "U+0301 COMBINING ACUTE ACCENT"]),
+    "COM0": ("COM0", ["Windows device name", "COM0-9"]),
+    "lpt0.txt": ("lpt0.txt", ["Windows device name"]),
+    "COM-superscript-1": ("COM\u00b9", ["Windows device name"]),
+    "LPT-superscript-3": ("LPT\u00b3.log", ["Windows device name"]),
+    "zwj-emoji": ("\U0001f469\u200d\U0001f52c", ["U+200D ZERO WIDTH JOINER"]),
 }
 
 
@@ -348,7 +356,9 @@ def test_nfc_and_nfd_forms_are_one_trial(exp: zs.Experiment) -> None:
 def test_nfc_and_nfd_forms_are_one_experiment_of_a_collection() -> None:
     col = zs.create_collection(icechunk.in_memory_storage())
     col.create_experiment(NFC)
-    with pytest.raises(InvalidNameError, match=f"experiment ID {NFD!r} cannot be stored"):
+    with pytest.raises(
+        InvalidNameError, match=re.escape(f"experiment ID {NFD!a} cannot be stored")
+    ):
         col.create_experiment(NFD)
     assert col.experimentIDs == [NFC]
     assert col.open_experiment(NFD).expID == NFC
@@ -483,3 +493,124 @@ def test_an_accepted_name_round_trips_as_trial_id_and_layer(
     assert name in memory_exp.trialIDs
     assert list(memory_exp.load_trial(name).data.layers) == [name]
     memory_exp.remove_trial(name)
+
+
+# -- look-alike names (Unicode forms) in every lookup; names built by ingest ---------------
+
+
+@pytest.fixture
+def legacy_nfd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store of zstore <= 0.2.0, which took NFD names: trial, layer and experiment."""
+    path = str(tmp_path / "nfd.zarr")
+    exp = zs.create_experiment(path, exp_id="E")
+    with monkeypatch.context() as m:
+        m.setattr(names, "_portable_problem", lambda name: None)  # the older zstore
+        adata = _adata()
+        adata.layers[NFD] = np.ones(adata.shape, dtype="float32")
+        exp.add_trial(NFD, adata)
+    return path
+
+
+def test_a_legacy_nfd_trial_is_found_by_its_nfc_name(legacy_nfd: str) -> None:
+    exp = zs.open_experiment(legacy_nfd, mode="r+")
+    assert exp.trialIDs == [NFD]
+    assert exp.load_trial(NFC).trialID == NFD
+    assert exp.layer_names(NFC) == [NFD]
+    assert exp.load_trial(NFC).data.matrix(NFC).shape == (3, 4)
+
+
+def test_adding_the_nfc_name_of_a_legacy_nfd_trial_is_that_trial(legacy_nfd: str) -> None:
+    exp = zs.open_experiment(legacy_nfd, mode="r+")
+    with pytest.raises(TrialExistsError, match=re.escape(f"trial {NFD!a} already exists")):
+        exp.add_trial(NFC, _adata())
+    assert exp.trialIDs == [NFD]
+    exp.add_trial(NFC, _adata(3, 6), overwrite=True)  # replaces the NFD trial
+    assert exp.trialIDs == [NFD] and exp.load_trial(NFD).data.shape == (3, 6)
+    exp.remove_trial(NFC)
+    assert exp.trialIDs == []
+
+
+def test_a_legacy_nfd_layer_is_replaced_by_its_nfc_name(legacy_nfd: str) -> None:
+    exp = zs.open_experiment(legacy_nfd, mode="r+")
+    trial = exp.load_trial(NFC)
+    trial.data.add_layer(NFC, np.full(trial.data.shape, 2, dtype="float32"))
+    trial.save()
+    assert exp.layer_names(NFD) == [NFD]
+    assert float(exp.load_trial(NFD).data.matrix(NFC).compute().sum()) == 24.0
+    with pytest.raises(LayerExistsError, match="already have a layer"):
+        zs.compute_dff(exp, layer=NFC, progress=False)
+    zs.compute_dff(exp, layer=NFC, overwrite=True, normalize_pct=50, progress=False)
+    assert exp.layer_names(NFD) == [NFD]  # replaced, not doubled
+
+
+def test_a_legacy_nfd_experiment_is_found_and_not_doubled_by_its_nfc_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    col = zs.create_collection(icechunk.in_memory_storage())
+    with monkeypatch.context() as m:
+        m.setattr(names, "_portable_problem", lambda name: None)
+        col.create_experiment(NFD)
+    assert col.open_experiment(NFC).expID == NFD
+    with pytest.raises(ExperimentExistsError, match="already in the collection"):
+        col.create_experiment(NFC)
+    assert col.experimentIDs == [NFD]
+
+
+def test_not_found_messages_show_look_alike_names_in_ascii(legacy_nfd: str) -> None:
+    exp = zs.open_experiment(legacy_nfd)
+    with pytest.raises(KeyNotFoundError) as err:
+        exp.load_trial("cafe")
+    assert f"its trials are [{NFD!a}]" in str(err.value)
+
+
+def test_every_lookup_takes_either_unicode_form(tmp_path: Path) -> None:
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    adata = _adata()
+    adata.add_layer(NFC, np.ones(adata.shape, dtype="float32"))
+    exp.add_trial(NFC, adata)
+    assert exp.load_trial(NFD).data.matrix(NFD).shape == (3, 4)
+    assert exp.concat(layer=NFD, trials=[NFD]).shape == (3, 4)
+    assert zs.compute_dff(
+        exp, trials=[NFD], layer="dFF", source=NFD, normalize_pct=50, progress=False
+    ) == [NFC]
+    target = zs.export(exp, str(tmp_path / "x.h5ad"), trial=NFD, layers=[NFD], progress=False)
+    assert Path(target).exists()
+    with pytest.raises(InvalidNameError, match="cannot name anything in a store"):
+        zs.export(exp, str(tmp_path / "y.h5ad"), trial="a/b")
+
+
+def test_an_unprintable_non_str_name_is_still_refused_with_invalid_name_error() -> None:
+    class Bad:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    with pytest.raises(InvalidNameError, match=r"<Bad object> \(Bad\).*names must be str"):
+        check_name(Bad(), kind="trial ID")
+
+
+@pytest.mark.parametrize(
+    ("subject", "session", "words"),
+    [
+        (
+            "RL109",
+            "2024-05-01T10:00",
+            ["session '2024-05-01T10:00'", "contains :", "'2024-05-01T10_00'"],
+        ),
+        ("RL109", " s1", ["session ' s1'", "white space"]),
+        ("RL:109", None, ["subject 'RL:109'", "contains :"]),
+    ],
+    ids=["session-with-colon", "session-with-space", "subject-with-colon"],
+)
+def test_ingest_names_the_subject_or_session_an_experiment_id_is_built_from(
+    tmp_path: Path, subject: str, session: str | None, words: list[str]
+) -> None:
+    from zstore import synthetic as syn
+
+    root = syn.write_suite2p_planes(str(tmp_path / "s2p"), n_planes=1, n_rois=6)
+    store = tmp_path / "c.zarr"
+    with pytest.raises(InvalidNameError) as err:
+        zs.ingest_suite2p(root, store, subject=subject, session=session, progress=False)
+    message = str(err.value)
+    for word in [*words, "<subject>_<session>_plane<k>", "exp_id="]:
+        assert word in message, (word, message)
+    assert not store.exists()  # nothing written

@@ -76,6 +76,7 @@ __all__ = [
     "document_key",
     "has_node",
     "icechunk_errors",
+    "is_corrupt_object",
     "is_missing_object",
     "is_storage_error",
     "let_anndata_view",
@@ -146,14 +147,20 @@ def set_dimension_names(array: Any, names: Sequence[str]) -> None:
     sync(array.store.set(key, document))
 
 
-def stored_sizes(store: Store, prefixes: list[str]) -> list[int]:
+def stored_sizes(store: Store, prefixes: list[str]) -> list[int | None]:
     """Bytes stored under each of ``prefixes``, concurrently (from listings and chunk
-    sizes; Icechunk answers from its manifests and reads no chunk)."""
+    sizes; Icechunk answers from its manifests and reads no chunk). None: unknown (a
+    manifest of that prefix cannot be read: the store is damaged there)."""
 
-    async def every() -> list[int]:
-        return list(await asyncio.gather(*(store.getsize_prefix(p) for p in prefixes)))
+    async def every() -> list[Any]:
+        sizes = (store.getsize_prefix(p) for p in prefixes)
+        return list(await asyncio.gather(*sizes, return_exceptions=True))
 
-    return sync(every())
+    found = sync(every())
+    for size in found:
+        if isinstance(size, BaseException) and not is_storage_error(size):
+            raise size
+    return [None if isinstance(size, BaseException) else int(size) for size in found]
 
 
 def list_keys(store: Store, prefix: str) -> list[str]:
@@ -266,6 +273,13 @@ def is_missing_object(err: BaseException) -> bool:
     chunk)."""
     text = str(err)
     return is_storage_error(err) and any(marker in text for marker in _MISSING)
+
+
+def is_corrupt_object(err: BaseException) -> bool:
+    """A storage error that means an object's bytes are damaged (Icechunk: "Data
+    corruption detected", a manifest or snapshot that no longer decodes), not that the
+    storage is unreachable: retrying does not help."""
+    return is_storage_error(err) and "corruption detected" in str(err).lower()
 
 
 def is_storage_error(err: BaseException) -> bool:

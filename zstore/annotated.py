@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ArgumentTypeError, InvalidArgumentError, InvalidNameError, KeyNotFoundError
-from .names import check_column, check_name
+from .names import check_column, check_name, equivalent_name, stored_name
 from .validate import dense_matrix
 
 __all__ = ["ALIGNED", "AnnotatedData", "plain_anndata"]
@@ -55,7 +55,17 @@ class AnnotatedData(ad.AnnData):
             obs = _frame_or_default(obs, X.index)
             var = _frame_or_default(var, X.columns)
             X = X.to_numpy()
-        super().__init__(X, obs, var, **kwargs)
+        try:
+            super().__init__(X, obs, var, **kwargs)
+        except (ArgumentTypeError, InvalidArgumentError, InvalidNameError, KeyNotFoundError):
+            raise
+        except (TypeError, ValueError) as err:  # anndata's refusals, as zstore errors
+            kind = ArgumentTypeError if isinstance(err, TypeError) else InvalidArgumentError
+            raise kind(
+                f"AnnotatedData(X, obs, var): {str(err)[:300]}; pass X as a 2-D numpy or dask "
+                f"array (ROIs x frames) or a DataFrame, obs/var as DataFrames with one row per "
+                f"ROI/frame (or None)"
+            ) from err
 
     # -- texts -----------------------------------------------------------------------
 
@@ -178,6 +188,7 @@ class AnnotatedData(ad.AnnData):
                 f"layer must be a layer name (a str) or None for X, got {layer!r} "
                 f"({type(layer).__name__}); pass layer='dFF'"
             )
+        layer = stored_name(layer, list(self.layers), kind="layer name")
         if layer not in self.layers:
             raise KeyNotFoundError(
                 f"there is no layer {layer!r} (the layers are {list(self.layers)}); compute "
@@ -207,7 +218,8 @@ class AnnotatedData(ad.AnnData):
         >>> list(adata.layers)
         ['dFF']
         """
-        check_name(layer_name, kind="layer name")
+        given = check_name(layer_name, kind="layer name")
+        layer_name = stored_name(layer_name, list(self.layers), kind="layer name")
         if isinstance(data, pd.DataFrame):
             data = data.to_numpy()
         data = dense_matrix(data, name="data", where=f"add_layer({layer_name!r})")
@@ -217,17 +229,24 @@ class AnnotatedData(ad.AnnData):
                 f"add_layer({layer_name!r}): the data has shape {shape} but X has shape "
                 f"{self.shape} (ROIs x frames); pass an array of shape {self.shape}"
             )
+        records = self.uns.get("processing", {})
+        if not isinstance(records, Mapping):
+            raise InvalidArgumentError(
+                f"add_layer({layer_name!r}): uns['processing'] is {type(records).__name__}, "
+                f"but it is zstore's provenance key (a dict of {{layer: how it was made}}); "
+                f"keep your note under another key (uns['notes']) and del uns['processing']"
+            )
+        records = dict(records)
         self.layers[layer_name] = data
-        records = dict(self.uns.get("processing", {}))
         if provenance is not None:
             if not isinstance(provenance, Mapping):
                 raise ArgumentTypeError(
                     f"add_layer({layer_name!r}): provenance must be a mapping such as "
                     f"{{'function': 'my_filter', 'sigma': 2}}, got {type(provenance).__name__}"
                 )
-            records[layer_name] = dict(provenance)
-        else:
-            records.pop(layer_name, None)  # a record of the data this layer replaces
+            records[equivalent_name(layer_name, records) or given] = dict(provenance)
+        else:  # a record of the data this layer replaces
+            records.pop(equivalent_name(layer_name, records) or layer_name, None)
         if records:
             self.uns["processing"] = records
         elif "processing" in self.uns:

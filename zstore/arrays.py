@@ -25,9 +25,10 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, ZstdCodec
 
-from ._compat import is_missing_object, is_storage_error, short_message
+from ._compat import is_corrupt_object, is_missing_object, is_storage_error, short_message
 from .errors import (
     ArgumentTypeError,
+    CorruptChunkError,
     FormatVersionError,
     InvalidArgumentError,
     MissingChunkError,
@@ -451,6 +452,11 @@ def read_errors(what: str, explain: Callable[[], str] | None = None) -> Iterator
     except Exception as err:
         if not is_storage_error(err):
             raise
+        if is_corrupt_object(err):
+            raise CorruptChunkError(
+                f"{what} cannot be read: its stored data is damaged ({short_message(err)}); "
+                f"run `zstore verify` to list what is damaged and restore it from a copy"
+            ) from err
         if not is_missing_object(err):
             raise StoreError(
                 f"{what} could not be read: {short_message(err)}; check that the storage is "

@@ -667,11 +667,19 @@ def _verify(args: argparse.Namespace) -> int:
 
     found = _open_any(args)
     in_collection = hasattr(found, "experiments")
-    experiments = list(found.experiments()) if in_collection else [found]
     damage: list[Any] = []
     trials = 0
+    experiments = [found]
     if in_collection:  # experiments the table leaves out (damaged metadata)
         damage += unreadable_experiments(found)
+        named = {d.experiment for d in damage}
+        experiments = []
+        for exp_id in found.experimentIDs:
+            try:
+                experiments.append(found.open_experiment(exp_id, mode="r"))
+            except (ValueError, KeyError, OSError) as err:  # its metadata is damaged
+                if exp_id not in named:
+                    damage.append(f"experiment {exp_id!r} cannot be read: {err}")
     for exp in experiments:  # one bar per experiment, "verify <expID>"
         try:
             damage += verify_experiment(exp, progress=_terminal_bar())

@@ -77,12 +77,17 @@ API_ONLY_KEYWORDS = frozenset(
         "clevel",
         "coeff",
         "config",
+        "data",  # write_paq's
         "events",
+        "exp",  # verify_experiment's: the command opens the store itself
         "fig",
         "iloc",
+        "min_gap",  # frame_times'
         "mode",
         "name",
         "nwbfile_kwargs",
+        "paq",  # frame_times' PaqData (ingest's --paq takes TRIAL=FILE; its hints say so)
+        "rate",  # write_paq's
         "roi_names",
         "storage_options",  # said as --storage-option KEY=VALUE by its own rule
         "threshold",

@@ -39,7 +39,7 @@ from .errors import (
 )
 from .experiment import MODES, Experiment, _check_version, _write_trials
 from .images import IMAGES
-from .names import check_name, stored_name
+from .names import check_name, equivalent_name, shown_name, stored_name
 from .opening import (
     check_open_mode,
     experiment_attributes,
@@ -289,8 +289,10 @@ class Collection:
         """
         self._require_writable("add experiments")
         _check_planned(planned)
-        ids = list(planned)
         self.refresh()
+        stored = self.experimentIDs  # an ID equal up to Unicode form is that experiment
+        planned = {equivalent_name(e, stored) or e: entry for e, entry in planned.items()}
+        ids = list(planned)
         existing = [e for e in ids if e in self.experimentIDs]
         held = self.table(_all_experiments=True).drop_duplicates("experiment")
         held = held.set_index("experiment")
@@ -425,10 +427,12 @@ class Collection:
             where = self.location
             check_experiment_node(self._session.store, f"{EXPERIMENTS}/{exp_id}", exp_id, where)
             ids = self.experimentIDs
-            shown = ids if len(ids) <= 10 else [*ids[:10], f"... ({len(ids)} in all)"]
+            listed = [shown_name(i) for i in ids[:10]]
+            more = [f"... ({len(ids)} in all)"] if len(ids) > 10 else []
+            shown = "[" + ", ".join(listed + more) + "]"
             raise ExperimentNotFoundError(
-                f"experiment {exp_id!r} is not in the collection at {self.location} "
-                f"(version {self.version}); its experiments are {shown}"
+                f"experiment {shown_name(exp_id)} is not in the collection at "
+                f"{self.location} (version {self.version}); its experiments are {shown}"
                 + ("" if self._pinned else "; col.refresh() sees experiments added since")
             )
 

@@ -33,8 +33,10 @@ def _array_text(value: Any) -> str:
     return f"{shape} {dtype}, {where}"
 
 
-def format_bytes(n: float) -> str:
-    """A byte count for people: 1.2 GB, 345.0 kB."""
+def format_bytes(n: float | None) -> str:
+    """A byte count for people: 1.2 GB, 345.0 kB ("unknown" for None)."""
+    if n is None:
+        return "unknown"
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -33,6 +33,7 @@ __all__ = [
     "damaged_experiments",
     "damaged_text",
     "earlier_versions_hint",
+    "experiment_problem",
     "list_trials",
     "open_trial_group",
     "parse_format_version",
@@ -266,16 +267,42 @@ def root_problem(store: Any, path: str, where: str, err: Exception) -> Exception
     return err
 
 
+def experiment_problem(key: str, meta: Mapping[str, Any], has_trials: bool) -> str | None:
+    """What is wrong with the attributes ``meta`` of the experiment group whose document
+    is ``key`` (its ID, its format version) or its ``trials`` group (``has_trials``:
+    there); None: nothing."""
+    exp_id, version = meta.get("expID"), meta.get("encoding-version")
+    if not isinstance(exp_id, str) or not exp_id:
+        return (
+            f"{key}: attribute zstore.expID: expected the experiment's ID as text, found {exp_id!r}"
+        )
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)*", version):
+        return (
+            f"{key}: attribute zstore.encoding-version: expected a format version such as "
+            f"{ENCODING_VERSION!r}, found {version!r}"
+        )
+    if not has_trials:
+        trials = key.replace("zarr.json", TRIALS)
+        return f"{trials}: expected the group of the experiment's trials, found nothing"
+    return None
+
+
 def damaged_experiments(store: Any) -> dict[str, str]:
     """The experiments of the collection in ``store`` whose metadata cannot be read (a
-    collection's table leaves them out), each with what is wrong, naming the key."""
+    collection's table leaves them out) or is damaged (:func:`experiment_problem`), each
+    with what is wrong, naming the key."""
     names = _compat.child_names(store, EXPERIMENTS)
     docs = _compat.node_documents(store, [f"{EXPERIMENTS}/{n}" for n in names])
+    trials = _compat.node_documents(store, [f"{EXPERIMENTS}/{n}/{TRIALS}" for n in names])
     out = {}
-    for name, doc in zip(names, docs, strict=True):
+    for name, doc, tdoc in zip(names, docs, trials, strict=True):
         meta = doc.attributes.get("zstore")
         kind = meta.get("encoding-type") if isinstance(meta, Mapping) else None
         if doc.kind == "group" and kind == EXPERIMENT_ENCODING:
+            assert isinstance(meta, Mapping)
+            problem = experiment_problem(doc.key, meta, tdoc.kind == "group")
+            if problem is not None:
+                out[name] = problem
             continue
         if doc.kind == "array":
             out[name] = f"{EXPERIMENTS}/{name} is a Zarr array, not an experiment's group"

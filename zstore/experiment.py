@@ -57,9 +57,9 @@ from .images import (
     restore_source,
     settle_images,
 )
-from .names import check_name, stored_name
+from .names import check_name, equivalent_name, shown_name, stored_name
 from .progress import ProgressOption, reporting
-from .storable import prepare
+from .storable import check_processing, prepare
 from .store import (
     COLLECTION_ENCODING,
     ENCODING_VERSION,
@@ -285,8 +285,9 @@ class Experiment:
         group = open_trial_group(self._session.store, path, trial_id, where)
         if group is None:
             raise TrialNotFoundError(
-                f"trial {trial_id!r} is not in experiment {self.expID!r} at {self.location} "
-                f"(version {self.version}); its trials are {self.trialIDs}"
+                f"trial {shown_name(trial_id)} is not in experiment {self.expID!r} at "
+                f"{self.location} (version {self.version}); its trials are "
+                f"[{', '.join(shown_name(t) for t in self.trialIDs)}]"
                 + ("" if self._pinned else "; exp.refresh() sees trials added since opening")
             )
         version = self.version
@@ -303,7 +304,7 @@ class Experiment:
         """The layers of a trial in this version (metadata only)."""
         trial_id = stored_name(trial_id, lambda: self.trialIDs, kind="trial ID")
         group = self._root.get(f"{TRIALS}/{trial_id}/layers")
-        return sorted(cast(zarr.Group, group).array_keys()) if group is not None else []
+        return sorted(group.array_keys()) if isinstance(group, zarr.Group) else []
 
     def open_zarr(self, path: str = "") -> zarr.Group:
         """The Zarr group at ``path`` in this version, read-only, for plain anndata/xarray.
@@ -362,6 +363,7 @@ class Experiment:
         """
         self._require_writable(f"add trial {trial_id!r}")
         check_name(trial_id, kind="trial ID")
+        trial_id = stored_name(trial_id, lambda: self.trialIDs, kind="trial ID")
         boolean(overwrite, name="overwrite", where="add_trial")
         progress_option(progress, where="add_trial")
         if provenance is not None and not isinstance(provenance, Mapping):
@@ -709,6 +711,7 @@ class Trial:
                 f"trial {self.trialID!r} was opened read-only; open the experiment with "
                 f"zs.open_experiment(store, mode='r+') to save it"
             )
+        check_processing(self.data.uns, f"trial {self.trialID!r} uns")
         update_processing(self.data, self._state)
         prepare(self.data, f"trial {self.trialID!r}")
         changes = diff(self._state, self.data)
@@ -954,7 +957,7 @@ def _write_trials(
         if _compat.has_node(txn.store, txn.path(f"{TRIALS}/{trial_id}")):
             if not overwrite:
                 raise TrialExistsError(
-                    f"trial {trial_id!r} already exists in experiment {exp_id!r}; choose "
+                    f"trial {shown_name(trial_id)} already exists in experiment {exp_id!r}; choose "
                     f"another trial ID, or pass overwrite=True to replace it (the old trial "
                     f"stays readable in earlier versions until `zstore gc`)"
                 )
@@ -1080,25 +1083,28 @@ def compute_dff(
             )
     exp._require_writable(f"save layer {layer!r}")
     ids = picked if picked is not None else exp.trialIDs
+    ids = [stored_name(t, exp.trialIDs, kind="trial ID") for t in ids]
     unknown = [t for t in ids if t not in exp.trialIDs]
     if unknown:
         raise TrialNotFoundError(
             f"trials {unknown} are not in experiment {exp.expID!r}; its trials are {exp.trialIDs}"
         )
-    existing = [tid for tid in ids if layer in exp.layer_names(tid)]
+    existing = [tid for tid in ids if equivalent_name(layer, exp.layer_names(tid))]
     if existing and not overwrite:
         raise LayerExistsError(
             f"trials {existing} already have a layer {layer!r}; pass overwrite=True "
             f"(--overwrite) to recompute it, or choose another layer name"
         )
     if source is not None:
-        lacking = [tid for tid in ids if source not in exp.layer_names(tid)]
+        lacking = [tid for tid in ids if not equivalent_name(source, exp.layer_names(tid))]
         if lacking:
             raise KeyNotFoundError(
                 f"compute_dff: trials {lacking[:10]} of experiment {exp.expID!r} have no "
                 f"layer {source!r} to compute dF/F from (nothing was written); pass "
                 f"source=None for X, or trials=[...] with trials that have it"
             )
+    for tid in ids:  # every trial read (metadata) before the first is written
+        exp.load_trial(tid)
     planned = _plan_dff(exp, ids, params)  # every trial checked before the first is written
     with reporting(progress, desc=f"compute_dff {layer}", parts=len(ids)) as bar:
         for tid in ids:

@@ -35,7 +35,7 @@ from .errors import (
     KeyNotFoundError,
 )
 from .experiment import Experiment
-from .names import check_name
+from .names import equivalent_name, stored_name
 from .progress import ProgressOption, reporting
 from .publish import check_target, publishing
 from .trialio import write_trial
@@ -89,7 +89,7 @@ def export(
             f"{shown(path)}; pass path='trials.h5ad'"
         )
     if trial is not None:
-        check_name(trial, kind="trial ID")
+        stored_name(trial, kind="trial ID")
     trials = trial_ids(trials, where="export")
     layers = name_list(layers, name="layers", what="layer name", where="export", example="'dFF'")
     progress_option(progress, where="export")
@@ -105,6 +105,8 @@ def export(
             "export: pass trial= (one trial) or trials= (concatenated), not both"
         )
     check_target(target, what="export to")  # before reading anything
+    if trial is not None:
+        trial = stored_name(trial, lambda: exp.trialIDs, kind="trial ID")
     label = trial if trial is not None else exp.expID
     adata = _source(exp, trial, trials, layers)
     with (
@@ -198,6 +200,8 @@ def _source(
     wanted = [layers] if isinstance(layers, str) else None if layers is None else list(layers)
     if trial is not None:
         data = exp.load_trial(trial).data
+        if wanted is not None:
+            wanted = [equivalent_name(w, data.layers) or w for w in wanted]
         _check_layers(exp, {trial: list(data.layers)}, wanted)
         for name in list(data.layers):
             if wanted is not None and name not in wanted:

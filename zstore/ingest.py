@@ -19,10 +19,13 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
+from . import validate
 from .annotated import AnnotatedData
 from .arrays import StorageConfig, plan_chunks
 from .collection import Collection, create_collection, open_collection, stored_kind
 from .errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
     InvalidNameError,
     PaqFormatError,
     ReadOnlyError,
@@ -71,6 +74,53 @@ _ARRAY_FIELDS = {
 
 TrialProgress = Callable[[str, int, int], None]
 """Called as ``progress(trial_id, shards_done, shards_total)`` during ingest."""
+
+
+def _check_ingest_arguments(**args: Any) -> list[str]:
+    """Refuse ingest_suite2p arguments of the wrong type (before any work), with a
+    zstore error naming the argument; ``layers`` as a list."""
+    where = "ingest_suite2p"
+    validate.path_argument(args["path"], name="path", where=where, fix="pass a Suite2p folder")
+    if isinstance(args["store"], str | os.PathLike):
+        validate.path_argument(args["store"], name="store", where=where)
+    for name in ("subject", "session", "exp_id"):
+        validate.optional_text(args[name], name=name, where=where, fix=f"pass {name}='<text>'")
+    if not isinstance(args["paq_channel"], str):
+        raise ArgumentTypeError(
+            f"{where}: paq_channel must be a channel name (str), got "
+            f"{validate.shown(args['paq_channel'])}; pass paq_channel='frame_clock'"
+        )
+    for name in ("cells_only", "overwrite"):
+        validate.boolean(args[name], name=name, where=where)
+    validate.finite_number(args["neuropil_coeff"], name="neuropil_coeff", where=where,
+                           fix="pass neuropil_coeff=0.7")  # fmt: skip
+    validate.progress_option(args["progress"], where=where)
+    examples = {
+        "metadata": "{'date': '2024-05-01'}",
+        "trials": "{'t-001': (0, 900)}",
+        "paq": "{'t-001': 'run1.paq'}",
+        "storage_options": "{...}",
+    }
+    for name, example in examples.items():
+        if args[name] is not None and not isinstance(args[name], Mapping):
+            raise ArgumentTypeError(
+                f"{where}: {name} must be a dict or None, got "
+                f"{validate.shown(args[name])}; pass {name}={example}"
+            )
+    if args["config"] is not None and not isinstance(args["config"], StorageConfig):
+        raise ArgumentTypeError(
+            f"{where}: config must be a zs.StorageConfig or None, got "
+            f"{validate.shown(args['config'])}; pass config=zs.StorageConfig(...)"
+        )
+    layers = args["layers"]
+    if isinstance(layers, str):
+        layers = [layers]
+    if not isinstance(layers, Sequence) or not all(isinstance(x, str) for x in layers):
+        raise ArgumentTypeError(
+            f"{where}: layers must be a list of layer names (str), got "
+            f"{validate.shown(layers)}; pass layers=('Fneu', 'spks'), or layers=() for none"
+        )
+    return list(layers)
 
 
 def ingest_suite2p(
@@ -167,11 +217,19 @@ def ingest_suite2p(
     >>> exp.load_trial("t-001").data.var.columns.tolist()
     ['frame_clock', 'running', 'lick', 'stim', 'time']
     """
-    if not np.isfinite(neuropil_coeff):
-        raise ValueError(f"neuropil_coeff must be a finite number, got {neuropil_coeff!r}")
+    layers = _check_ingest_arguments(
+        path=path, store=store, subject=subject, session=session, metadata=metadata,
+        trials=trials, paq=paq, exp_id=exp_id, cells_only=cells_only,
+        neuropil_coeff=neuropil_coeff, paq_channel=paq_channel, layers=layers,
+        overwrite=overwrite, storage_options=storage_options, config=config,
+        progress=progress,
+    )  # fmt: skip
     unknown = sorted(set(layers) - {"Fneu", "spks"})
     if unknown:
-        raise ValueError(f"layers may name 'Fneu' and 'spks', got {unknown}")
+        raise InvalidArgumentError(
+            f"ingest_suite2p: layers may name 'Fneu' and 'spks', got {unknown}; pass "
+            f"layers=('Fneu', 'spks') or a part of it"
+        )
     given = sorted({"subject", "session", "plane"} & set(metadata or {}))
     if given:
         raise ValueError(
@@ -193,7 +251,7 @@ def ingest_suite2p(
         planned: dict[str, Any] = {}
         for k, plane_dir in planes:
             plane = open_suite2p(plane_dir)
-            pid = _plane_exp_id(exp_id, subject, session, k, len(planes))
+            pid = _checked_exp_id(exp_id, subject, session, k, len(planes))
             built = _build_trials(
                 plane, k, trials, paq, cells_only, neuropil_coeff, paq_channel, layers, config
             )
@@ -294,6 +352,35 @@ def _plane_exp_id(
     if exp_id is not None:
         return exp_id if n_planes == 1 else f"{exp_id}_plane{k}"
     return "_".join(p for p in (subject, session, f"plane{k}") if p)
+
+
+def _checked_exp_id(
+    exp_id: str | None, subject: str, session: str | None, k: int, n_planes: int
+) -> str:
+    """The experiment ID of plane ``k``, checked part by part (subject, session) and as a
+    whole, with a message naming the argument it is built from."""
+    fix = "pass subject= and session= that are valid names, or exp_id= with the ID itself"
+    how = (
+        f"the experiment ID is built as <subject>_<session>_plane<k> from subject="
+        f"{subject!a} and session={session!a}; {fix}"
+        if exp_id is None
+        else f"the experiment ID is built as <exp_id>_plane<k> from exp_id={exp_id!a}"
+    )
+    parts = [("exp_id", exp_id)] if exp_id is not None else [("subject", subject)]
+    if exp_id is None and session is not None:
+        parts.append(("session", session))
+    for argument, value in parts:
+        _check_part(value, argument, how)
+    pid = _plane_exp_id(exp_id, subject, session, k, n_planes)
+    _check_part(pid, "experiment ID", how)
+    return pid
+
+
+def _check_part(value: object, argument: str, how: str) -> None:
+    try:
+        check_name(value, kind=argument)
+    except InvalidNameError as err:
+        raise InvalidNameError(f"{err} ({how})") from None
 
 
 def _build_trials(

@@ -27,9 +27,18 @@ from typing import Any, cast
 import zarr
 from zarr.storage import FsspecStore, LocalStore
 
+from . import validate
 from ._compat import child_names, list_keys, node_documents, read_bytes
 from .arrays import StorageConfig
-from .errors import LegacyFormatError, NotAnExperimentError, emit_user_warning
+from .errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    LegacyFormatError,
+    NotAnExperimentError,
+    PathNotFoundError,
+    StorageOptionsError,
+    emit_user_warning,
+)
 from .experiment import Experiment
 from .opening import create_with_trials
 from .progress import ProgressOption, reporting
@@ -70,13 +79,26 @@ def migrate(
     >>> [str(w.message)[28:66] for w in caught if w.category is zs.ZstoreWarning]
     ["trial 't-c' was never committed by zst", "trial 't-b' X: shard(s) ['0.0'] are no"]
     """
+    validate.path_argument(old, name="old", where="migrate", fix="pass the 0.1 store's path")
+    if isinstance(new, str | os.PathLike):
+        validate.path_argument(new, name="new", where="migrate")
+    for name, options in (
+        ("storage_options", storage_options),
+        ("new_storage_options", new_storage_options),
+    ):
+        if options is not None and not isinstance(options, Mapping):
+            raise ArgumentTypeError(
+                f"migrate: {name} must be a dict of s3 options or None, got "
+                f"{validate.shown(options)}; pass {name}={{'endpoint_url': ...}}"
+            )
+    validate.progress_option(progress, where="migrate")
     store = _legacy_store(old, storage_options)
     where = str(old)
     if isinstance(new, str | os.PathLike) and isinstance(store, LocalStore):
         inside = os.path.realpath(os.fspath(new))
         source = os.path.realpath(str(store.root))
         if os.path.commonpath([inside, source]) == source:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"migrate {where} -> {new}: the new experiment would be written inside the "
                 f"old store, which zstore only reads; choose a path outside it"
             )
@@ -138,10 +160,15 @@ def _legacy_store(old: str | os.PathLike[str], options: Mapping[str, Any] | None
         opts.setdefault("use_listings_cache", False)
         return FsspecStore.from_url(text, storage_options=opts, read_only=True)
     if options:
-        raise ValueError(f"storage_options apply to URLs, not to the local path {text!r}")
+        raise StorageOptionsError(
+            f"storage_options apply to URLs, not to the local path {text!r}; pass "
+            f"storage_options=None"
+        )
     path = os.path.abspath(text.removeprefix("file://"))
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"no zstore 0.1 experiment at {path}: no such folder")
+        raise PathNotFoundError(
+            f"no zstore 0.1 experiment at {path}: no such folder; check the path (old=)"
+        )
     return LocalStore(path, read_only=True)
 
 

@@ -28,12 +28,20 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Container
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from .errors import InvalidNameError
 
-__all__ = ["MAX_NAME_BYTES", "check_column", "check_name", "stored_name", "suggest_name"]
+__all__ = [
+    "MAX_NAME_BYTES",
+    "check_column",
+    "check_name",
+    "equivalent_name",
+    "shown_name",
+    "stored_name",
+    "suggest_name",
+]
 
 #: The longest name, in UTF-8 bytes. A local file name may have 255 bytes (ext4, APFS;
 #: 255 UTF-16 units on NTFS) and zstore adds up to ~40 to a name on disk (an export's
@@ -48,7 +56,7 @@ _METADATA = frozenset({"zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata
 _RESERVED = frozenset('<>:"|?*')
 _SEPARATORS = frozenset("/\\")
 #: Windows device names: a file of that name (with any extension) is the device.
-_DEVICE = re.compile(r"(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|COM[1-9¹²³]|LPT[1-9¹²³])", re.IGNORECASE)
+_DEVICE = re.compile(r"(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|COM[0-9¹²³]|LPT[0-9¹²³])", re.IGNORECASE)
 _GENERIC_FIX = "use letters, digits, '-', '_' or '.' (for example 't-005')"
 
 
@@ -86,7 +94,7 @@ def check_column(name: object, *, kind: str, of: str = "") -> str:
 
 def stored_name(
     name: object,
-    present: Container[str] | Callable[[], Container[str]] | None = None,
+    present: Collection[str] | Callable[[], Collection[str]] | None = None,
     *,
     kind: str,
     of: str = "",
@@ -95,8 +103,8 @@ def stored_name(
 
     Only the rule older stores were written under is checked (``name`` cannot leave its
     group), so names the portable rule now refuses still read. ``present`` (the stored
-    keys, or a function returning them) is consulted only for a name not in NFC; without
-    it, ``name`` is returned as given.
+    keys, or a function returning them) is consulted for a name not among them; without
+    it, or with no equivalent key, ``name`` is returned as given.
     """
     label, verb = _label(name, kind, of), "cannot name anything in a store"
     text = _as_text(name, label, verb)
@@ -106,11 +114,37 @@ def stored_name(
             f"{label} {verb}: {problem.what}, and no stored name does; pass a name as the "
             f"store lists it (exp.trialIDs, exp.layer_names(trial_id), col.experimentIDs)"
         )
-    nfc = unicodedata.normalize("NFC", text)
-    if nfc == text or present is None:
+    if present is None:
         return text
     keys = present() if callable(present) else present
-    return text if text in keys else nfc
+    if text in keys:
+        return text
+    return equivalent_name(text, keys) or text
+
+
+def equivalent_name(name: str, keys: Iterable[str]) -> str | None:
+    """The stored key among ``keys`` that is ``name`` up to Unicode normalization: the key
+    whose NFC form is ``name``'s NFC form (``name`` itself first), or None.
+
+    A store written by zstore <= 0.2.0 may hold a name in NFD form; this finds it whichever
+    form it is asked for in, and an add under the other form replaces it (never a second,
+    same-looking key)."""
+    keys = list(keys)
+    if name in keys:
+        return name
+    nfc = unicodedata.normalize("NFC", name)
+    return next((k for k in keys if unicodedata.normalize("NFC", k) == nfc), None)
+
+
+def shown_name(name: str) -> str:
+    """``name`` for a message: repr, or ascii when it holds characters that look like
+    others (combining marks, non-NFC, invisible), so two look-alike names differ."""
+    if name.isascii() or (
+        unicodedata.normalize("NFC", name) == name
+        and not any(unicodedata.combining(c) or _blank(c) for c in name)
+    ):
+        return repr(name)
+    return ascii(name)
 
 
 def suggest_name(name: str) -> str | None:
@@ -137,9 +171,16 @@ def suggest_name(name: str) -> str | None:
 
 def _label(name: object, kind: str, of: str) -> str:
     if isinstance(name, str):
-        shown = repr(name) if len(name) <= 60 else f"{name[:40]!r}... ({len(name)} characters)"
+        shown = (
+            shown_name(name)
+            if len(name) <= 60
+            else f"{shown_name(name[:40])}... ({len(name)} characters)"
+        )
     else:
-        shown = f"{name!r} ({type(name).__name__})"
+        try:
+            shown = f"{name!r} ({type(name).__name__})"
+        except Exception:  # a broken __repr__ must not hide the name error
+            shown = f"<{type(name).__name__} object> ({type(name).__name__})"
     return f"{kind} {shown}" + (f" of {of}" if of else "")
 
 
@@ -158,6 +199,17 @@ def _as_text(name: object, label: str, verb: str = "cannot be stored") -> str:
             f"{_fix(name, _Problem('', None))}"
         ) from None
     return name
+
+
+def _blank_problem(name: str) -> _Problem | None:
+    """A name that shows as nothing: only blank-looking or combining characters."""
+    if all(_blank(c) or unicodedata.combining(c) or c.isspace() or _invisible(c) for c in name):
+        return _Problem(
+            "it looks blank (it holds only blank-looking or combining characters: "
+            f"{', '.join(dict.fromkeys(_describe(c) for c in name))})",
+            _GENERIC_FIX,
+        )
+    return None
 
 
 def _legacy_problem(name: str) -> _Problem | None:
@@ -189,6 +241,9 @@ def _portable_problem(name: str) -> _Problem | None:
             f"the same-looking NFC name {nfc!a}",
             f"use its NFC form {nfc!r}, unicodedata.normalize('NFC', name)",
         )
+    blank = _blank_problem(name)
+    if blank is not None:
+        return blank
     invisible = [c for c in name if _invisible(c)]
     if invisible:
         shown = ", ".join(dict.fromkeys(_describe(c) for c in invisible))
@@ -202,7 +257,7 @@ def _portable_problem(name: str) -> _Problem | None:
     if name.endswith("."):
         return _Problem("it ends with a dot, which Windows drops from file names")
     if _is_device(name):
-        return _Problem("it is a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9)")
+        return _Problem("it is a Windows device name (CON, PRN, AUX, NUL, COM0-9, LPT0-9)")
     size = len(name.encode("utf-8"))
     if size > MAX_NAME_BYTES:
         return _Problem(
@@ -217,6 +272,14 @@ def _invisible(char: str) -> bool:
     # control (Cc), format (Cf: zero-width space/joiner, BOM, word joiner, bidi marks),
     # line and paragraph separators (Zl, Zp), lone surrogates (Cs)
     return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
+#: Letters and symbols that print as blank space but are not white space to str.isspace.
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _blank(char: str) -> bool:
+    return char in _BLANK
 
 
 def _describe(char: str) -> str:

@@ -43,7 +43,7 @@ from .store import (
     survey,
 )
 from .transaction import Repo
-from .validate import boolean, choice
+from .validate import boolean, choice, shown
 
 __all__ = [
     "check_open_mode",
@@ -377,6 +377,11 @@ def create_with_trials(
 def check_open_mode(mode: str, version: object) -> None:
     """``mode`` is "r" or "r+", and an earlier ``version`` opens read-only."""
     choice(mode, MODES, name="mode")
+    if version is not None and not isinstance(version, str | datetime.datetime):
+        raise ArgumentTypeError(
+            f"version must be a version ID (str, from .history()) or a datetime.datetime, "
+            f"got {shown(version)}; pass version=exp.history()[1].version or version=None"
+        )
     if version is not None and mode != "r":
         raise InvalidArgumentError(
             f"an earlier version opens read-only: pass mode='r' with version={version!r}"

@@ -35,7 +35,7 @@ from .annotated import ALIGNED
 from .errors import InvalidNameError, UnstorableValueError, emit_user_warning
 from .names import check_column, check_name
 
-__all__ = ["check_names", "prepare"]
+__all__ = ["check_names", "check_processing", "prepare"]
 
 
 def prepare(adata: Any, label: str) -> None:
@@ -48,7 +48,20 @@ def prepare(adata: Any, label: str) -> None:
             value = mapping[key]
             if isinstance(value, pd.DataFrame):
                 _frame(value, f"{label} {attr}[{key!r}]")
+    check_processing(adata.uns, f"{label} uns")
     _mapping(adata.uns, f"{label} uns")
+
+
+def check_processing(uns: Mapping[str, Any], where: str) -> None:
+    """``uns['processing']`` is zstore's provenance record: a dict of one dict per layer."""
+    records = uns.get("processing")
+    if "processing" in uns and not isinstance(records, Mapping):
+        raise UnstorableValueError(
+            f"{where}['processing'] is {_short(records)} ({type(records).__name__}), but "
+            f"uns['processing'] is zstore's provenance key: a dict of {{layer name: dict of "
+            f"how it was computed}} that add_layer and compute_dff fill in. Keep your note "
+            f"under another key, e.g. uns['notes'] = ..., and del uns['processing']"
+        )
 
 
 def _frame(frame: pd.DataFrame, where: str) -> None:
@@ -66,6 +79,14 @@ def _frame(frame: pd.DataFrame, where: str) -> None:
 def _coerced(values: pd.Series, where: str) -> pd.Series | None:
     missing = values.isna()
     present = values[~missing]
+    for v in present:
+        if isinstance(v, str):
+            _check_text(v, where)
+        elif isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
+            raise UnstorableValueError(
+                f"{where} holds the integer {v}, too large for 64 bits; convert the column "
+                f"first: .astype(str) (text) or .astype(float)"
+            )
     if all(isinstance(v, str) for v in present):
         if not missing.any():
             return None  # text only: anndata stores it as it is
@@ -120,6 +141,8 @@ def _sequence(value: Any, where: str) -> None:
     if array.dtype != object:
         return  # numbers, booleans or text of one kind: stored as an array of them
     if all(isinstance(v, str) for v in array.ravel().tolist()):
+        for item in array.ravel().tolist():
+            _check_text(item, where)
         return
     kinds = sorted({type(v).__name__ for v in array.ravel().tolist()})
     raise UnstorableValueError(
@@ -165,6 +188,69 @@ def _check_value(value: Any, where: str) -> None:
             f"{where} is the integer {value}, too large for 64 bits; store str(value) (text) "
             f"or float(value) instead"
         )
+    if isinstance(value, str | np.str_):
+        _check_text(str(value), where)
+    elif isinstance(value, np.ma.MaskedArray):
+        raise UnstorableValueError(
+            f"{where} is a masked array, which anndata cannot store; store "
+            f"value.filled(np.nan) (masked values as NaN) and, if needed, np.ma.getmaskarray"
+            f"(value) as another entry"
+        )
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind == "U":
+            for item in value.ravel().tolist():
+                _check_text(item, where)
+    elif not _known_storable(value):
+        raise UnstorableValueError(
+            f"{where} is {type(value).__name__!r} ({_short(value)}), which anndata cannot "
+            f"store; store text, a number, a bool, None, a dict, a list or a numpy array "
+            f"instead (e.g. str(value))"
+        )
+
+
+#: Modules of the other uns values anndata writes (sparse matrices, AnnData, arrays), and
+#: zstore's own lazy values (summary images, masks), which zstore's writers store, or
+#: refuse with their own error (a damaged image: CorruptChunkError naming it).
+_STORABLE_MODULES = (
+    "scipy.sparse",
+    "anndata",
+    "awkward",
+    "dask",
+    "zarr",
+    "h5py",
+    "cupy",
+    "zstore",
+)
+
+
+def _known_storable(value: Any) -> bool:
+    """A value of a type anndata has a writer for (checked by type, not by trying)."""
+    if value is None or isinstance(value, bool | numbers.Real | np.generic):
+        return not isinstance(value, np.void | np.object_) and value is not pd.NA
+    module = type(value).__module__ or ""
+    return module.startswith(_STORABLE_MODULES)
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_text(text: str, where: str) -> None:
+    """Refuse text that is not valid Unicode (a lone surrogate, from a mis-decoded file
+    name): it cannot be written as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise UnstorableValueError(
+            f"{where} holds text with a character that cannot be written as UTF-8 "
+            f"({text[err.start : err.end]!r} at position {err.start}, a lone surrogate); "
+            f"store text.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace') or "
+            f"the correctly decoded text"
+        ) from None
 
 
 def _check_dtype(dtype: Any, where: str) -> None:
@@ -211,8 +297,8 @@ def check_names(adata: Any, label: str, stored: Any = None) -> None:
     """
     old = {path for path, _, _ in _names(_StoredView(stored))} if stored is not None else set()
     for path, kind, role in _names(adata):
-        if path in old:
-            continue
+        if path in old or (path[:2] == ("uns", "processing") and ("layers", *path[2:]) in old):
+            continue  # an old name, or the record of an old layer (named like it)
         check = check_column if role == "column" else check_name
         check(path[-1], kind=kind, of=label)
     for where, frame in _frames(adata):

@@ -44,6 +44,7 @@ from .errors import (
     StorageOptionsError,
     StoreError,
 )
+from .validate import path_argument
 
 __all__ = [
     "COLLECTION_ENCODING",
@@ -181,6 +182,7 @@ def resolve(location: StoreLike, *, storage_options: Mapping[str, Any] | None = 
             f"storage_options apply to s3:// URLs, not to the local path {text!r}"
         )
     path = Path(os.path.abspath(text.removeprefix("file://")))
+    path_argument(str(path), name="store", fix="pass a shorter path for the store")
     return Place(_compat.local_storage(str(path)), label=str(path), local=path)
 
 

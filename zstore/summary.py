@@ -22,6 +22,7 @@ import zarr
 from . import _compat
 from ._version import __version__
 from .documents import damaged_experiments
+from .errors import emit_user_warning
 from .images import IMAGES
 from .store import EXPERIMENTS, TRIAL_ENCODING, TRIALS
 from .trialio import describe_arrays, trial_summary
@@ -348,6 +349,12 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
                 t, _attrs(docs[f"{group}/zarr.json"]), docs[f"{group}/var/zarr.json"]
             )
             entry["stored_bytes"] = sizes[group]
+            if sizes[group] is None:
+                emit_user_warning(
+                    f"{found.location}: the stored size of trial {t!r} of experiment "
+                    f"{exp_id!r} is unknown (its manifest cannot be read: the store is "
+                    f"damaged there); `zstore verify` lists what is damaged"
+                )
             if storage:
                 entry["storage"] = _storage(store, group)
             trials.append(entry)
@@ -380,7 +387,7 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
         "totals": {
             "experiments": len(experiments),
             **totals,
-            "stored_bytes": sum(e["totals"]["stored_bytes"] for e in experiments),
+            "stored_bytes": _known_sum(e["totals"]["stored_bytes"] for e in experiments),
         },
         "experiments": experiments,
         "damaged": _damaged_experiments(store),
@@ -505,6 +512,12 @@ def _ingested_text(name: str, provenance: Mapping[str, Any], recorded: bool) -> 
     if not recorded:
         return "not in the trial's summary (saved by an earlier zstore): see its uns['processing']"
     return "as given (no processing record: not computed by a zstore function)"
+
+
+def _known_sum(sizes: Any) -> int | None:
+    """The sum of byte counts; None (unknown) when one of them is."""
+    listed = list(sizes)
+    return None if any(n is None for n in listed) else sum(listed)
 
 
 def _totals(trials: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import _compat
+from .documents import experiment_problem
 from .errors import InvalidArgumentError, emit_user_warning
 from .store import EXPERIMENT_ENCODING, EXPERIMENTS, TRIALS
 
@@ -69,6 +70,13 @@ def read_table(store: Any, where: str, prefixes: Mapping[str, str] | None = None
                 f"damaged, and the other experiments read as usual"
             )
             continue
+        key = _join(prefixes[exp_id], "zarr.json")
+        problem = experiment_problem(key, meta, "zarr.json" in trial_lists[exp_ids.index(exp_id)])
+        if problem is not None and prefixes[exp_id]:  # a collection's experiment
+            emit_user_warning(
+                f"{where}: experiment {exp_id!r} is damaged: {problem}; `zstore verify` lists "
+                f"what is damaged, and the other experiments read as usual"
+            )
         experiments.append((_created(meta), exp_id, meta))
     trials: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
     for (exp_id, trial_id), doc in zip(keys, trial_docs, strict=True):
@@ -107,6 +115,7 @@ def read_table(store: Any, where: str, prefixes: Mapping[str, str] | None = None
             rows.append({**base, "trial": None, **others})
         for _, trial_id, tmeta in listed:
             summary = tmeta.get("summary") or fallback.get((exp_id, trial_id), {})
+            summary = _checked_summary(summary, f"{where}: trial {trial_id!r} of {exp_id!r}")
             layers = summary.get("layers") or []
             rows.append(
                 {
@@ -125,6 +134,48 @@ def read_table(store: Any, where: str, prefixes: Mapping[str, str] | None = None
     for column in ("fs", "start_s", "duration_s"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
     return table
+
+
+#: What each field of a trial's ``zstore.summary`` attribute holds (zstore.trialio).
+_SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
+    "n_rois": (int,),
+    "n_frames": (int,),
+    "fs": (int, float),
+    "start_s": (int, float),
+    "duration_s": (int, float),
+    "n_cells": (int,),
+    "layers": (list,),
+    "processing": (dict,),
+}
+
+
+def _checked_summary(summary: Any, label: str) -> dict[str, Any]:
+    """A trial's summary attribute with each field of the wrong type left out (its
+    cells are NA), one warning naming the trial and the keys."""
+    if not isinstance(summary, Mapping):
+        emit_user_warning(
+            f"{label}: attribute zstore.summary: expected a mapping, found {summary!r}; its "
+            f"fields are NA in the table; `zstore verify` lists what is damaged"
+        )
+        return {}
+    bad = {
+        key: summary[key]
+        for key, types in _SUMMARY_TYPES.items()
+        if summary.get(key) is not None
+        and (isinstance(summary[key], bool) or not isinstance(summary[key], types))
+    }
+    if not bad and all(isinstance(n, str) for n in summary.get("layers") or []):
+        return dict(summary)
+    if not bad:
+        bad = {"layers": summary["layers"]}
+    found = ", ".join(f"zstore.summary.{k} = {v!r}" for k, v in bad.items())
+    emit_user_warning(
+        f"{label}: attribute {found}, of the wrong type (expected "
+        f"{', '.join(f'{k}: ' + '/'.join(t.__name__ for t in _SUMMARY_TYPES[k]) for k in bad)}"
+        f"); those fields are NA in the table; the store was changed by another program: "
+        f"saving the trial again (trial.save()) or `zstore verify` tells more"
+    )
+    return {k: v for k, v in summary.items() if k not in bad}
 
 
 def _whole(value: Any) -> Any:

@@ -41,9 +41,11 @@ from .arrays import (
 from .changes import Changes, StoredState, matrix_name, stored_state
 from .documents import damaged_documents, damaged_text, trial_fix
 from .errors import (
+    InvalidArgumentError,
     MissingChunkError,
     NotAnExperimentError,
     TrialChangedError,
+    UnstorableValueError,
 )
 from .images import check_readable, join_images, split_images
 from .processing.provenance import describe, provenance_of
@@ -58,7 +60,9 @@ __all__ = [
     "describe_arrays",
     "name_dimensions",
     "read_trial",
+    "structure_error",
     "trial_attributes",
+    "trial_problems",
     "trial_summary",
     "trial_token",
     "update_processing",
@@ -200,7 +204,10 @@ def write_trial(
     check_names(adata, f"trial {trial_id!r}")
     X = adata.X
     if X is None:
-        raise ValueError(f"trial {trial_id!r}: the AnnotatedData has no X to store")
+        raise InvalidArgumentError(
+            f"trial {trial_id!r}: the AnnotatedData has no X to store; pass "
+            f"zs.AnnotatedData(X=<ROIs x frames array>)"
+        )
     _check_matrix(f"trial {trial_id!r} X", X)
     for name, data in adata.layers.items():
         _check_matrix(f"trial {trial_id!r} layer {name!r}", data)
@@ -255,10 +262,10 @@ def _new_matrix(group: zarr.Group, name: str, source: Any, config: StorageConfig
 def _check_matrix(label: str, source: Any) -> None:
     shape = tuple(getattr(source, "shape", ()))
     if len(shape) != 2:
-        raise ValueError(f"{label} must be 2-D (ROIs x frames), got shape {shape}")
+        raise InvalidArgumentError(f"{label} must be 2-D (ROIs x frames), got shape {shape}")
     dtype = _dtype(source)
     if dtype.kind not in "fiub":
-        raise TypeError(
+        raise UnstorableValueError(
             f"{label} must hold real numbers, got dtype {dtype}; store the real part "
             f"(np.real(data)) or the magnitude (np.abs(data)) instead"
         )
@@ -435,8 +442,12 @@ def read_trial(
         if type(err).__module__ == NotAnExperimentError.__module__ or _compat.is_storage_error(err):
             raise  # zstore's own error already names what failed
         damaged = damaged_documents(group.store, group.path)
-        if not damaged:
-            raise
+        if not damaged:  # anything else that keeps the trial from being built
+            raise NotAnExperimentError(
+                f"trial {trial_id!r} cannot be read: building it failed with "
+                f"{type(err).__name__}: {err}; the store was changed by another program, or "
+                f"damaged; {trial_fix(trial_id)}"
+            ) from err
         raise NotAnExperimentError(
             damaged_text(f"trial {trial_id!r}", damaged, fix=trial_fix(trial_id))
         ) from err
@@ -466,6 +477,9 @@ def _read_trial(
         )
     if "X" not in group:
         raise MissingChunkError(f"{label}: the trial has no X array (its metadata is damaged)")
+    problems = trial_problems(group, skip=[p for p in moved if "/" not in p])
+    if problems:
+        raise structure_error(trial_id, problems)
 
     def lazy(path: str, what: str) -> da.Array:
         return lazy_matrix(
@@ -618,3 +632,129 @@ def describe_arrays(group: zarr.Group, *, stored: bool = True) -> list[dict[str,
             }
         )
     return out
+
+
+# -- the structure of a trial, from its metadata ---------------------------------------
+
+
+def trial_problems(group: zarr.Group, skip: Sequence[str] = ()) -> list[str]:
+    """What is wrong with the structure of the trial ``group`` ([]: nothing), read from
+    its metadata only: zstore's attributes, X (2-D), obs and var (dataframe groups whose
+    index and columns exist and whose lengths match X's rows and columns), each layer
+    (X's shape) and uns and the aligned elements (groups). ``skip``: elements read from
+    elsewhere (a migration). Each problem names the key, what was expected and found."""
+    problems = _attribute_problems(group.attrs.get("zstore"))
+    x = group.get("X")
+    shape: tuple[int, ...] | None = None
+    if not isinstance(x, zarr.Array):
+        problems.append(f"X: expected a 2-D array (ROIs x frames), found {_kind(x)}")
+    elif x.ndim != 2:
+        problems.append(f"X: expected a 2-D array (ROIs x frames), found shape {x.shape}")
+    elif np.dtype(x.dtype).kind not in "fiub":
+        problems.append(f"X: expected an array of real numbers, found dtype {x.dtype}")
+    else:
+        shape = tuple(int(n) for n in x.shape)
+    for axis, key in enumerate(("obs", "var")):
+        if key not in skip:
+            rows = shape[axis] if shape is not None else None
+            problems += _frame_problems(
+                group.get(key), key, rows, "rows" if axis == 0 else "columns"
+            )
+    layers = group.get("layers")
+    if layers is not None and not isinstance(layers, zarr.Group):
+        problems.append(f"layers: expected a group of arrays, found {_kind(layers)}")
+    elif layers is not None:
+        for name, arr in layers.arrays():
+            if shape is not None and tuple(arr.shape) != shape:
+                problems.append(
+                    f"layers/{name}: expected X's shape {shape}, found shape {tuple(arr.shape)}"
+                )
+    for key in ("uns", *ALIGNED):
+        node = group.get(key)
+        if node is not None and key not in skip and not isinstance(node, zarr.Group):
+            problems.append(f"{key}: expected a group, found {_kind(node)}")
+    return problems
+
+
+def _attribute_problems(meta: Any) -> list[str]:
+    if not isinstance(meta, dict) or meta.get("encoding-type") != TRIAL_ENCODING:
+        return ["the trial group has no zstore trial attributes"]
+    problems = []
+    created = meta.get("created", 0)
+    if isinstance(created, bool) or not isinstance(created, int):
+        problems.append(
+            f"zarr.json: attribute zstore.created: expected an integer (ns since 1970), "
+            f"found {created!r}"
+        )
+    if not isinstance(meta.get("commit", ""), str):
+        problems.append(
+            f"zarr.json: attribute zstore.commit: expected text, found {meta['commit']!r}"
+        )
+    if not isinstance(meta.get("provenance", {}), dict):
+        problems.append(
+            f"zarr.json: attribute zstore.provenance: expected a mapping, found "
+            f"{meta['provenance']!r}"
+        )
+    return problems
+
+
+def _frame_problems(node: Any, key: str, rows: int | None, of_x: str) -> list[str]:
+    """obs or var: a dataframe group whose index and columns are there, with as many
+    rows as X has ``of_x`` (``rows``; None: X itself is damaged)."""
+    if not isinstance(node, zarr.Group):
+        return [f"{key}: expected a dataframe group, found {_kind(node)}"]
+    index = node.attrs.get("_index")
+    if not isinstance(index, str):
+        return [f"{key}: attribute _index: expected the name of its index array, found {index!r}"]
+    if not isinstance(node.get(index), zarr.Array | zarr.Group):
+        return [
+            f"{key}: its attribute _index names the index array {index!r}; expected it in "
+            f"{key}, found no such array"
+        ]
+    order = node.attrs.get("column-order", [])
+    if not isinstance(order, list) or not all(isinstance(c, str) for c in order):
+        return [f"{key}: attribute column-order: expected a list of names, found {order!r}"]
+    problems = []
+    for column in [index, *order]:
+        member = node.get(column)
+        if member is None:
+            problems.append(
+                f"{key}: attribute column-order names column {column!r}; expected it in "
+                f"{key}, found no such array"
+            )
+            continue
+        length = _length(member)
+        if rows is not None and length is not None and length != rows:
+            what = "index" if column == index else f"column {column!r}"
+            problems.append(
+                f"{key}/{column}: expected {rows} entries ({key} {what}, one per X "
+                f"{'row' if of_x == 'rows' else 'column'}), found {length}"
+            )
+    return problems
+
+
+def _length(member: Any) -> int | None:
+    if isinstance(member, zarr.Array):
+        return int(member.shape[0]) if member.ndim else None
+    for part in ("codes", "values"):  # a categorical or nullable column
+        inner = member.get(part)
+        if isinstance(inner, zarr.Array) and inner.ndim:
+            return int(inner.shape[0])
+    return None
+
+
+def _kind(node: Any) -> str:
+    if node is None:
+        return "nothing (it was deleted)"
+    if isinstance(node, zarr.Array):
+        return f"an array of shape {tuple(node.shape)}"
+    return "a group"
+
+
+def structure_error(trial_id: str, problems: Sequence[str]) -> NotAnExperimentError:
+    """The error for a trial whose structure :func:`trial_problems` found damaged."""
+    more = f" (and {len(problems) - 1} more: `zstore verify`)" if len(problems) > 1 else ""
+    return NotAnExperimentError(
+        f"trial {trial_id!r} cannot be read: {problems[0]}{more}; the store was changed by "
+        f"another program, or damaged; {trial_fix(trial_id)}"
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "name_list",
     "number",
     "optional_text",
+    "path_argument",
     "positive_int",
     "positive_number",
     "progress_option",
@@ -190,6 +192,52 @@ def optional_text(value: Any, *, name: str, where: str = "", fix: str | None = N
         )
     if not value.strip():
         raise InvalidArgumentError(f"{_prefix(where)}{name} must not be empty{_fix(fix)}")
+    return value
+
+
+#: The longest file name (one path component) and path most file systems take, in bytes.
+_MAX_NAME_BYTES = 255
+_MAX_PATH_BYTES = 4096
+
+
+def path_argument(
+    value: Any, *, name: str, where: str = "", fix: str | None = None
+) -> os.PathLike[str] | str:
+    """``value`` when it is a path: a str or an ``os.PathLike`` (``pathlib.Path``), not
+    empty, with no NUL byte and no component longer than 255 bytes. Never an int: to
+    ``open()`` an int is a file descriptor (``0`` is stdin, ``True`` is stdout).
+
+    Examples
+    --------
+    >>> path_argument(True, name="path")
+    Traceback (most recent call last):
+    ...
+    zstore.errors.ArgumentTypeError: path must be a path (a str or pathlib.Path), got True (bool)
+    """
+    hint = _fix(fix)
+    if not isinstance(value, str | os.PathLike):
+        raise ArgumentTypeError(
+            f"{_prefix(where)}{name} must be a path (a str or pathlib.Path), got "
+            f"{shown(value)}{hint}"
+        )
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise ArgumentTypeError(
+            f"{_prefix(where)}{name} must be a path as text, got {shown(text)}{hint}"
+        )
+    if not text or "\x00" in text:
+        what = "empty" if not text else "a path with a NUL character"
+        raise InvalidArgumentError(
+            f"{_prefix(where)}{name} is {what}: {shown(text)}{hint or '; pass a file path'}"
+        )
+    encoded = [part.encode("utf-8", "surrogateescape") for part in text.split(os.sep)]
+    longest = max(encoded, key=len)
+    if len(longest) > _MAX_NAME_BYTES or sum(len(p) + 1 for p in encoded) > _MAX_PATH_BYTES:
+        raise InvalidArgumentError(
+            f"{_prefix(where)}{name} is too long: {shown(text)} has a name of "
+            f"{len(longest)} bytes (file systems take {_MAX_NAME_BYTES} bytes per name and "
+            f"{_MAX_PATH_BYTES} per path); pass a shorter {name}"
+        )
     return value
 
 

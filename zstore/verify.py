@@ -25,12 +25,19 @@ from anndata.io import read_elem
 
 from ._compat import is_storage_error, list_keys, short_message
 from .documents import damaged_documents, damaged_experiments, list_trials
-from .errors import ChecksumMismatchError, CorruptChunkError, MissingChunkError
+from .errors import (
+    ArgumentTypeError,
+    ChecksumMismatchError,
+    CorruptChunkError,
+    MissingChunkError,
+)
 from .experiment import Experiment
 from .images import IMAGES, REFS, image_name, image_refs, is_image_array, read_image
 from .progress import ProgressOption, reporting
 from .shards import ShardFormat, ShardReader, chunk_damage, read_checked
-from .store import TRIAL_ENCODING, TRIALS
+from .store import TRIALS
+from .trialio import trial_problems
+from .validate import progress_option, shown
 
 __all__ = ["Damage", "unreadable_experiments", "verify_experiment"]
 
@@ -80,6 +87,16 @@ def verify_experiment(
     >>> verify_experiment(exp)
     []
     """
+    if not isinstance(exp, Experiment):
+        hint = (
+            "verify each experiment: [verify_experiment(e) for e in col.experiments()]"
+            if type(exp).__name__ == "Collection"
+            else "pass exp=zs.open_experiment(<path>)"
+        )
+        raise ArgumentTypeError(
+            f"verify_experiment: exp must be a zs.Experiment, got {shown(exp)}; {hint}"
+        )
+    progress_option(progress, where="verify_experiment")
     damage: list[Damage] = []
     uses: dict[str, list[str]] = {}  # summary image -> the trials using it (checked once)
     store = exp.open_zarr().store
@@ -110,7 +127,26 @@ def verify_experiment(
                     damage.append(Damage(trial_id, path, (), f"unreadable: {_reason(err)}"))
                 if report is not None:
                     report(trial_id, k + 1, len(arrays))
-    return damage + _check_images(exp.open_zarr(""), uses)
+    return damage + _check_images(exp.open_zarr(""), uses) + _check_history(exp)
+
+
+def _check_history(exp: Experiment) -> list[Damage]:
+    """The experiment's history reads back (every snapshot before this version):
+    `zstore history` and opening an earlier version need it."""
+    try:
+        exp.history()
+    except Exception as err:  # a snapshot or the repository's refs are damaged
+        return [
+            Damage(
+                "",
+                "",
+                (),
+                f"its history cannot be read past a damaged snapshot ({_reason(err)}); the "
+                f"earlier versions cannot be opened: restore the store from a copy",
+                experiment=exp.expID,
+            )
+        ]
+    return []
 
 
 def unreadable_experiments(col: Any) -> list[Damage]:
@@ -139,13 +175,12 @@ def _unreadable_trial(trial_id: str, store: Any, path: str, err: Exception) -> l
 
 
 def _check_metadata(trial_id: str, group: zarr.Group) -> list[Damage]:
-    meta = group.attrs.get("zstore")
-    problems = []
-    if not isinstance(meta, dict) or meta.get("encoding-type") != TRIAL_ENCODING:
-        problems.append("the trial group has no zstore trial attributes")
-    for element in ("X", "obs", "var"):
-        if element not in group:
-            problems.append(f"{element} is missing")
+    """The trial's structure (attributes, shapes, index and columns), as load_trial
+    checks it before building the trial."""
+    problems = [
+        f"{p.split(':', 1)[0]} is missing" if p.endswith("(it was deleted)") else p
+        for p in trial_problems(group)
+    ]
     return [Damage(trial_id, "", (), f"metadata: {p}") for p in problems]
 
 

@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import KeyNotFoundError, PaqFormatError, emit_user_warning
+from .. import validate
+from ..errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    PaqFormatError,
+    PathNotFoundError,
+    StoreError,
+    emit_user_warning,
+)
 from ._files import check_regular
 
 __all__ = ["PaqData", "frame_times", "read_paq", "write_paq"]
@@ -68,8 +77,15 @@ def read_paq(path: str | os.PathLike[str]) -> PaqData:
     >>> pq.rate, pq.chan_names, pq.n_samples
     (1000.0, ['frame_clock', 'lick'], 100)
     """
-    path = Path(path)
-    size = check_regular(path, PaqFormatError, "Pass the path of the recorded .paq file")
+    path = Path(validate.path_argument(path, name="path", where="read_paq"))
+    try:
+        size = check_regular(path, PaqFormatError, "Pass the path of the recorded .paq file")
+    except FileNotFoundError:
+        raise PathNotFoundError(
+            f"read_paq: no file at {path}; pass the path of the recorded .paq file"
+        ) from None
+    except OSError as err:
+        raise StoreError(f"read_paq: cannot read {path}: {err.strerror or err}") from None
     with open(path, "rb") as fh:
         reader = _HeaderReader(fh, size, path)
         rate = reader.value("the sampling rate")
@@ -155,6 +171,42 @@ def _decode(codes: np.ndarray, where: str) -> str:
     return decoded
 
 
+def _names(value: Any, name: str, n_chan: int, default: list[str] | None = None) -> list[str]:
+    """``chan_names``/``hw_chans``/``units`` of write_paq: one str per channel."""
+    if value is None and default is not None:
+        return default
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise ArgumentTypeError(
+            f"write_paq: {name} must be a list of {n_chan} str (one per channel), got "
+            f"{validate.shown(value)}; pass {name}=[...]"
+        )
+    items = list(value)
+    if len(items) != n_chan:
+        raise InvalidArgumentError(
+            f"write_paq: {name} has {len(items)} entries for {n_chan} channels; pass "
+            f"{name}=[...] with one str per row of data"
+        )
+    return items
+
+
+def _open_for_writing(path: str | os.PathLike[str]) -> Any:
+    """``open(path, "wb")``, its failures as zstore errors naming the path."""
+    try:
+        return open(path, "wb")
+    except FileNotFoundError:
+        raise PathNotFoundError(
+            f"write_paq: the folder of {os.fspath(path)!r} does not exist; create it first "
+            f"or pass another path"
+        ) from None
+    except OSError as err:
+        raise StoreError(
+            f"write_paq: cannot write {os.fspath(path)!r}: {err.strerror or err}; pass the "
+            f"path of a new file in a writable folder"
+        ) from None
+
+
 def write_paq(
     path: str | os.PathLike[str],
     data: Any,
@@ -174,20 +226,25 @@ def write_paq(
     >>> zs.read_paq(path).channel("frame_clock")[:3].tolist()
     [1.0, 1.0, 1.0]
     """
-    samples = np.asarray(data)
+    where = "write_paq"
+    path = validate.path_argument(path, name="path", where=where)
+    rate = validate.positive_number(rate, name="rate", where=where, fix="pass rate=<Hz>")
+    samples = validate.dense_matrix(data, name="data", where=where)
+    samples = np.asarray(samples)
     if samples.ndim != 2:
-        raise ValueError(f"data must be channels x samples (2-D), got shape {samples.shape}")
+        raise InvalidArgumentError(
+            f"write_paq: data must be channels x samples (2-D), got shape {samples.shape}; "
+            f"pass data=<array of shape (n_channels, n_samples)>"
+        )
     n_chan = samples.shape[0]
-    hw_chans = list(hw_chans) if hw_chans is not None else [f"ai{i}" for i in range(n_chan)]
-    units = list(units) if units is not None else ["V"] * n_chan
-    for what, values in (("chan_names", chan_names), ("hw_chans", hw_chans), ("units", units)):
-        if len(values) != n_chan:
-            raise ValueError(f"{what} has {len(values)} entries for {n_chan} channels")
-    header: list[float] = [float(rate), float(n_chan)]
+    chan_names = _names(chan_names, "chan_names", n_chan)
+    hw_chans = _names(hw_chans, "hw_chans", n_chan, [f"ai{i}" for i in range(n_chan)])
+    units = _names(units, "units", n_chan, ["V"] * n_chan)
+    header: list[float] = [rate, float(n_chan)]
     for values in (chan_names, hw_chans, units):
         for text in values:
             header += [float(len(text)), *(float(ord(ch)) for ch in text)]
-    with open(path, "wb") as fh:
+    with _open_for_writing(path) as fh:
         fh.write(np.asarray(header, dtype=">f4").tobytes())
         step = max(1, (1 << 24) // max(n_chan, 1))
         for start in range(0, samples.shape[1], step):
@@ -214,6 +271,22 @@ def frame_times(
     >>> zs.frame_times(zs.read_paq(path))[:3].tolist()
     [100, 400, 700]
     """
+    if not isinstance(paq, PaqData):
+        raise ArgumentTypeError(
+            f"frame_times: paq must be a PaqData, got {validate.shown(paq)}; pass "
+            f"paq=zs.read_paq(<path>)"
+        )
+    if not isinstance(channel, str):
+        raise ArgumentTypeError(
+            f"frame_times: channel must be a channel name (str), got {validate.shown(channel)};"
+            f" pass one of channel={paq.chan_names}"
+        )
+    threshold = validate.finite_number(
+        threshold, name="threshold", where="frame_times", fix="pass threshold=<volts>"
+    )
+    gap = validate.positive_number(
+        min_gap, name="min_gap", where="frame_times", fix="pass min_gap=<samples>", allow_zero=True
+    )
     signal = paq.channel(channel)
     edges = []
     previous_high = False
@@ -229,6 +302,6 @@ def frame_times(
     all_edges = np.concatenate(edges) if edges else np.empty(0, dtype=np.int64)
     if len(all_edges) == 0:
         return all_edges.astype(np.int64)
-    splits = np.flatnonzero(np.diff(all_edges) > min_gap) + 1
+    splits = np.flatnonzero(np.diff(all_edges) > gap) + 1
     bouts = np.split(all_edges, splits)
     return np.asarray(max(bouts, key=len), dtype=np.int64)
