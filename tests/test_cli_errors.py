@@ -808,3 +808,28 @@ def test_exit_codes_are_documented() -> None:
     text = (ROOT / "docs" / "CLI.md").read_text()
     for words in ("1 a failure", "2 a usage", "141", "--debug"):
         assert words in text, words
+
+
+def test_a_disk_failure_after_the_commit_says_the_write_was_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zstore.transaction import Repo
+
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    flushed = Repo._flush
+    calls = []
+
+    def flush_fails_after_the_commit(self: Repo) -> None:
+        calls.append(1)
+        if len(calls) == 2:  # the first flush is before the commit, the second after it
+            raise OSError(errno.ENOSPC, "No space left on device")
+        flushed(self)
+
+    monkeypatch.setattr(Repo, "_flush", flush_fails_after_the_commit)
+    X = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with pytest.raises(StoreError, match=r"had been committed \(version \w+\)") as err:
+        exp.add_trial("t-1", zs.AnnotatedData(X), progress=False)
+    assert "nothing of it was saved" not in str(err.value)
+    monkeypatch.setattr(Repo, "_flush", flushed)
+    stored = zs.open_experiment(tmp_path / "e.zarr").load_trial("t-1").data.X
+    np.testing.assert_array_equal(np.asarray(stored), X)  # the message told the truth

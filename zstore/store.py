@@ -634,11 +634,15 @@ _OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
 _KEY_IN_TEXT = re.compile(r'key="([^"]+)"')
 
 
-def write_failure(err: BaseException, *, where: str, what: str) -> StoreError | None:
+def write_failure(
+    err: BaseException, *, where: str, what: str, committed: str | None = None
+) -> StoreError | None:
     """A :class:`~zstore.errors.StoreError` for a write to ``where`` (a store or file)
     that failed with a disk error (full, quota, file too large, permission, read-only,
     I/O), naming ``what`` was being written and what to check, with the errno kept in
-    ``.errno``; None when ``err`` is no such error.
+    ``.errno``; None when ``err`` is no such error. ``committed``: the version the write
+    had already committed when it failed (in what follows a commit), said instead of
+    "nothing of it was saved".
 
     Disk errors come as an :class:`OSError` (zstore's and Python's writes) or as the
     text ``(os error N)`` inside Icechunk's storage errors (its writes, in Rust).
@@ -671,10 +675,20 @@ def write_failure(err: BaseException, *, where: str, what: str) -> StoreError | 
     on = f": {key}" if key else ""
     failure = StoreError(
         f"{where}: {what} failed: {text} ({errno.errorcode.get(code, code)}{on}); "
-        f"{WRITE_FIXES[code]}; nothing of it was saved"
+        f"{WRITE_FIXES[code]}; {saved_or_not(committed)}"
     )
     failure.errno = code  # only errno: with strerror set, str() would be "[Errno N] ..."
     return failure
+
+
+def saved_or_not(committed: str | None) -> str:
+    """What a failed write left: nothing, or (failing after its commit) its version."""
+    if committed is None:
+        return "nothing of it was saved"
+    return (
+        f"it had been committed (version {committed}) when this failed, after the commit: "
+        f"check the store with `zstore verify`"
+    )
 
 
 #: How Python, the OS and Icechunk (Rust) say that memory or threads ran out.

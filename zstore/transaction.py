@@ -72,6 +72,7 @@ from .store import (
     check_reachable,
     out_of_memory,
     s3_errors,
+    saved_or_not,
     write_failure,
 )
 
@@ -264,7 +265,7 @@ class Repo:
                 f"{self.place.label} was opened read-only; open it with mode='r+' to write"
             )
         with (
-            _resource_errors(self.place.label, message),
+            _resource_errors(self.place.label, message) as outcome,
             s3_errors(self.place),
             contextlib.ExitStack() as stack,
         ):
@@ -310,6 +311,7 @@ class Repo:
                         f"started from were expired by `zstore gc` while it ran, so it cannot "
                         f"be rebased; nothing was saved: run it again"
                     ) from None
+                outcome.committed = str(txn.snapshot)  # what fails from here was saved
                 self._flush()  # a commit that returned is on disk
             if self.place.local is None:  # no commit lock: check what raced past the checks
                 if guard is not None:
@@ -533,29 +535,40 @@ class Transaction:
             self.session.merge(*self.merged, self.fork)
 
 
+@dataclasses.dataclass
+class _Outcome:
+    """How far a write got: the version it committed, once it has."""
+
+    committed: str | None = None
+
+
 @contextlib.contextmanager
-def _resource_errors(where: str, message: str) -> Iterator[None]:
+def _resource_errors(where: str, message: str) -> Iterator[_Outcome]:
     """A write that fails for want of disk (full, quota, file size limit), permission or
     memory (or room for a thread), as an error naming the store, the write (``message``:
-    "add trial 't-1'") and what to check; a disk error's errno is kept (``err.errno``)."""
+    "add trial 't-1'") and what to check; a disk error's errno is kept (``err.errno``).
+    The write sets ``committed`` on what this yields once it has committed, so that a
+    failure after it (a flush, a hook, the lease's release) does not say nothing was
+    saved."""
+    outcome = _Outcome()
     try:
-        yield
+        yield outcome
     except OutOfMemoryError:
         raise
     except Exception as err:
         if out_of_memory(err):
-            raise OutOfMemoryError(_memory_advice(where, message, err)) from None
-        failure = write_failure(err, where=where, what=message)
+            raise OutOfMemoryError(_memory_advice(where, message, err, outcome)) from None
+        failure = write_failure(err, where=where, what=message, committed=outcome.committed)
         if failure is None:
             raise
         raise failure from None
     except BaseException as err:  # Icechunk's Rust panics, e.g. a thread it cannot start
         if type(err).__name__ != "PanicException" or not out_of_memory(err):
             raise
-        raise OutOfMemoryError(_memory_advice(where, message, err)) from None
+        raise OutOfMemoryError(_memory_advice(where, message, err, outcome)) from None
 
 
-def _memory_advice(where: str, message: str, err: BaseException) -> str:
+def _memory_advice(where: str, message: str, err: BaseException, outcome: _Outcome) -> str:
     threads = "thread" in str(err) and not isinstance(err, MemoryError)
     what = (
         "could not start a thread (memory, or a limit on processes: `ulimit -v`, `ulimit -u`)"
@@ -563,7 +576,7 @@ def _memory_advice(where: str, message: str, err: BaseException) -> str:
         else "ran out of memory"
     )
     return (
-        f"{where}: {message} {what}; nothing of it was saved. Each thread holds a few "
+        f"{where}: {message} {what}; {saved_or_not(outcome.committed)}. Each thread holds a few "
         f"shards: use fewer threads (dask.config.set(num_workers=2)), smaller shards for "
         f"new data (StorageConfig(shard_bytes=...)), or fewer trials at once"
     )
