@@ -792,3 +792,120 @@ def test_verify_reports_a_history_that_cannot_be_read(tmp_path: Path) -> None:
     damage = verify_experiment(zs.open_experiment(path), progress=False)
     assert [d.experiment for d in damage] == ["E"], damage
     assert "history cannot be read" in str(damage[0]) and "copy" in str(damage[0])
+
+
+# -- damaged manifests, snapshots and refs (issue 17, red team 3) ----------------------------
+
+
+def _with_scalar_in_its_own_manifest(path: Path) -> Path:
+    """An experiment of one trial 'a' whose uns scalar ``Ly`` is in a manifest of its own
+    (written in a commit of its own): the returned manifest file."""
+    _experiment(path, ("a",))
+    before = set((path / "manifests").iterdir())
+
+    def add(root: zarr.Group) -> None:
+        root["trials/a/uns"].create_array("Ly", shape=(), dtype="int64")[...] = 64  # type: ignore[union-attr]
+
+    _edit(path, add)
+    (manifest,) = set((path / "manifests").iterdir()) - before
+    return manifest
+
+
+def test_verify_reads_uns_scalars_and_a_cut_manifest_is_damage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = _with_scalar_in_its_own_manifest(tmp_path / "e.zarr")
+    path = tmp_path / "e.zarr"
+    assert verify_experiment(zs.open_experiment(path), progress=False) == []
+    with open(manifest, "r+b") as f:
+        f.truncate(50)
+    damage = verify_experiment(zs.open_experiment(path), progress=False)
+    assert [(d.trial, d.array) for d in damage] == [("a", "uns/Ly")], damage
+    assert "damaged" in str(damage[0]) and "incomplete frame" in str(damage[0])
+    assert main(["verify", str(path)]) == 1
+    assert "DAMAGED trial 'a' uns/Ly" in capsys.readouterr().out
+    with pytest.raises(CorruptChunkError) as info:  # damage, not a storage to retry
+        zs.open_experiment(path).load_trial("a")
+    said = str(info.value)
+    assert "trial 'a' uns" in said and "restore it from a copy" in said, said
+    assert "reachable" not in said and "retry" not in said, said
+
+
+def test_verify_with_every_manifest_cut_reports_damage_not_an_internal_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "e.zarr"
+    data = np.ones((4, 10), dtype="float32")
+    uns = {"suite2p": {"meanImg": np.arange(16.0).reshape(4, 4)}}
+    zs.create_experiment(path, exp_id="E").add_trial("a", zs.AnnotatedData(data, uns=uns))
+    for manifest in (path / "manifests").iterdir():
+        with open(manifest, "r+b") as f:
+            f.truncate(50)
+    assert main(["verify", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "internal error" not in captured.err, captured.err
+    assert "DAMAGED trial 'a' X" in captured.out and "DAMAGED image images/" in captured.out
+    assert "reachable" not in captured.out, captured.out
+
+
+def test_a_damaged_branch_file_is_named_with_its_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _experiment(tmp_path / "e.zarr", ("a",))
+    (path / "refs" / "branch.main" / "ref.json").write_text('{"snapshot":"ZZZZ')
+    with pytest.raises(NotAnExperimentError) as info:
+        zs.open_experiment(path)
+    said = str(info.value)
+    assert "refs/branch.main/ref.json is damaged" in said and "from a copy" in said, said
+    for command in ("history", "info", "verify"):
+        assert main([command, str(path)]) != 0
+        err = capsys.readouterr().err
+        assert "refs/branch.main/ref.json" in err and "reachable" not in err, err
+
+
+def _middle_snapshot(path: Path) -> Path:
+    """The snapshot of the version before the newest (of three or more)."""
+    return sorted((path / "snapshots").iterdir(), key=lambda f: f.stat().st_mtime_ns)[-2]
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated"])
+def test_a_damaged_middle_snapshot_is_a_gap_in_history_and_damage_to_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    path = _experiment(tmp_path / "e.zarr", ("a", "b"))
+    middle = _middle_snapshot(path)
+    if how == "deleted":
+        middle.unlink()
+    else:
+        with open(middle, "r+b") as f:
+            f.truncate(50)
+    with pytest.warns(ZstoreWarning, match=f"version {middle.name} cannot be read"):
+        commits = zs.open_experiment(path).history()
+    gap = [c for c in commits if c.damaged]
+    assert [c.version for c in gap] == [middle.name] and gap[0].time is None
+    assert commits[0].message == "add trial 'b'" and commits[-1].message.startswith("Repo")
+    assert main(["history", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{middle.name}  " in out and f"restore snapshots/{middle.name}" in out, out
+    damage = verify_experiment(zs.open_experiment(path), progress=False)
+    assert [d.array for d in damage] == [f"snapshots/{middle.name}"], damage
+    assert main(["verify", str(path)]) == 1
+    assert f"restore snapshots/{middle.name} from a copy" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux: a child drops root")
+def test_a_snapshot_without_read_permission_is_not_called_damage(tmp_path: Path) -> None:
+    from test_resources import _child, _outcome  # a child process that obeys permissions
+
+    path = _experiment(tmp_path / "e.zarr", ("a", "b"))
+    middle = _middle_snapshot(path)
+    middle.chmod(0)
+    code = """
+        import warnings, zstore as zs
+        warnings.simplefilter("error")
+        report(lambda: zs.open_experiment(sys.argv[1]).history())
+    """
+    outcome = _outcome(_child(code, str(path), drop_cap=True))
+    assert outcome.startswith("ERROR StoreError 13 "), outcome
+    assert f"snapshots/{middle.name}" in outcome and "no permission to read" in outcome
+    assert "damaged" not in outcome and "restore" not in outcome, outcome

@@ -58,7 +58,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import icechunk as ic
@@ -73,6 +73,7 @@ from .errors import StoreError
 __all__ = [
     "NodeDocument",
     "child_names",
+    "damaged_ref",
     "document_key",
     "has_node",
     "icechunk_errors",
@@ -147,10 +148,13 @@ def set_dimension_names(array: Any, names: Sequence[str]) -> None:
     sync(array.store.set(key, document))
 
 
-def stored_sizes(store: Store, prefixes: list[str]) -> list[int | None]:
+def stored_sizes(
+    store: Store, prefixes: list[str], *, fails: Callable[[BaseException], bool] | None = None
+) -> list[int | None]:
     """Bytes stored under each of ``prefixes``, concurrently (from listings and chunk
     sizes; Icechunk answers from its manifests and reads no chunk). None: unknown (a
-    manifest of that prefix cannot be read: the store is damaged there)."""
+    manifest of that prefix cannot be read: the store is damaged there). An error for
+    which ``fails`` is True (the storage failed, not the data) is raised."""
 
     async def every() -> list[Any]:
         sizes = (store.getsize_prefix(p) for p in prefixes)
@@ -159,6 +163,8 @@ def stored_sizes(store: Store, prefixes: list[str]) -> list[int | None]:
     found = sync(every())
     for size in found:
         if isinstance(size, BaseException) and not is_storage_error(size):
+            raise size
+        if isinstance(size, BaseException) and fails is not None and fails(size):
             raise size
     return [None if isinstance(size, BaseException) else int(size) for size in found]
 
@@ -275,16 +281,45 @@ def is_missing_object(err: BaseException) -> bool:
     return is_storage_error(err) and any(marker in text for marker in _MISSING)
 
 
+#: What Icechunk (checked: 1.1.21) says when a manifest or snapshot object no longer
+#: decodes: cut short ("incomplete frame", "early eof", zstd's), overwritten ("Data
+#: corruption detected", "invalid magic numbers in file"). Icechunk wraps them in an
+#: "I/O error" that carries no errno: the bytes are damaged, on a local disk or on S3.
+_CORRUPT = (
+    "corruption detected",
+    "incomplete frame",
+    "early eof",
+    "invalid magic numbers",
+    "unknown frame descriptor",
+)
+
+
 def is_corrupt_object(err: BaseException) -> bool:
     """A storage error that means an object's bytes are damaged (Icechunk: "Data
-    corruption detected", a manifest or snapshot that no longer decodes), not that the
-    storage is unreachable: retrying does not help."""
-    return is_storage_error(err) and "corruption detected" in str(err).lower()
+    corruption detected", a manifest or snapshot that no longer decodes, e.g. one cut
+    short: "I/O error: incomplete frame"), not that the storage is unreachable:
+    retrying does not help."""
+    text = str(err).lower()
+    return is_storage_error(err) and any(marker in text for marker in _CORRUPT)
 
 
 def is_storage_error(err: BaseException) -> bool:
     """An error from Icechunk's storage layer (e.g. a chunk object deleted or truncated)."""
     return isinstance(err, ic.IcechunkError | FileNotFoundError)
+
+
+_REF_OF = re.compile(r"fetch_(branch|tag)\s+with name=\"([^\"]*)\"")
+
+
+def damaged_ref(err: BaseException) -> str | None:
+    """The key of the branch or tag file (``refs/branch.main/ref.json``) that Icechunk
+    (checked: 1.1.21) could not parse ("cannot serialize ref json"), or None."""
+    text = str(err)
+    if not is_storage_error(err) or "ref json" not in text:
+        return None
+    found = _REF_OF.search(text)
+    kind, name = found.groups() if found else ("branch", "main")
+    return f"refs/{kind}.{name}/ref.json"
 
 
 @contextlib.contextmanager
@@ -303,6 +338,22 @@ def icechunk_errors(where: str) -> Iterator[None]:
                 f"{where}: another process created a repository there at the same time "
                 f"({short_message(err)}); open it, or choose another path"
             ) from err
+        if (ref := damaged_ref(err)) is not None:
+            from .errors import NotAnExperimentError
+
+            raise NotAnExperimentError(
+                f"{where}: its branch file {ref} is damaged ({short_message(err)}), so no "
+                f"version can be found; restore {ref} from a copy of the store"
+            ) from None
+        from .store import s3_failure  # on S3: say the endpoint, bucket and what to check
+
+        failure = s3_failure(err, where)
+        if failure is not None:
+            raise failure from err
+        from .store import open_files_failure  # too many open files: not the storage's
+
+        if (files := open_files_failure(err, what=f"using {where}")) is not None:
+            raise files from None
         raise StoreError(
             f"{where}: the storage failed: {short_message(err)}; check that the location is "
             f"reachable and complete (`zstore verify {where}`)"
@@ -312,6 +363,10 @@ def icechunk_errors(where: str) -> Iterator[None]:
         # local paths, e.g. a dangling symlink: a storage error, not a reason to crash.
         if type(err).__name__ != "PanicException":
             raise
+        from .store import open_files_failure  # no file left for Icechunk's runtime
+
+        if (files := open_files_failure(err, what=f"using {where}")) is not None:
+            raise files from None
         raise StoreError(
             f"{where}: the storage refused the location ({short_message(err)}); check that "
             f"it is a folder (or a path where one can be made), not a file or a broken link"

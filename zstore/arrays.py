@@ -17,10 +17,12 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dask
 import dask.array as da
+import dask.threaded
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, ZstdCodec
@@ -309,7 +311,10 @@ def store_matrices(
     width = parallel or _worker_count()
     if progress:
         progress(0, len(jobs))
-    with dask.config.set({"array.slicing.split_large_chunks": False}):
+    with (
+        _waiting_pool(width) as pool,
+        dask.config.set({"array.slicing.split_large_chunks": False, **pool}),
+    ):
         for done in range(0, len(jobs), width):
             wave = jobs[done : done + width]
             _check_whole_shards(wave, targets)
@@ -321,6 +326,25 @@ def store_matrices(
             release_freed_memory()
             if progress:
                 progress(done + len(wave), len(jobs))
+
+
+@contextlib.contextmanager
+def _waiting_pool(threads: int) -> Iterator[dict[str, Any]]:
+    """Dask's local thread pool for one write, as a config entry, shut down only once
+    every task under way has finished: when one task fails, dask raises at once while the
+    others still run, and those would go on writing into what the failure removes (an
+    export's temporary folder). Its threads keep their codec buffers across the write's
+    waves. A pool the caller configured (``dask.config.set(pool=...)``) is used as is."""
+    if dask.config.get("pool", None) is not None:
+        yield {}
+        return
+    # dask's own kind of pool (it passes contextvars to its threads) where it has one
+    kind = getattr(dask.threaded, "ContextAwareThreadPoolExecutor", ThreadPoolExecutor)
+    pool = kind(max(1, threads), thread_name_prefix="zstore-write")
+    try:
+        yield {"pool": pool}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_whole_shards(wave: list[tuple[int, Any, Any]], targets: Sequence[zarr.Array]) -> None:

@@ -34,7 +34,13 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from ._compat import child_names, is_missing_object, is_storage_error, short_message
+from ._compat import (
+    child_names,
+    is_corrupt_object,
+    is_missing_object,
+    is_storage_error,
+    short_message,
+)
 from .errors import CorruptChunkError, MissingChunkError, StoreError, emit_user_warning
 from .store import TRIALS
 
@@ -247,7 +253,7 @@ def read_image(array: zarr.Array) -> np.ndarray:
         return np.asarray(array[...])
     except Exception as err:
         if is_storage_error(err):
-            if not is_missing_object(err):
+            if not (is_missing_object(err) or is_corrupt_object(err)):
                 raise StoreError(
                     f"the summary image {array.path} could not be read: {short_message(err)}; "
                     f"check that the storage is reachable, then retry"

@@ -11,6 +11,7 @@ import datetime
 import json
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import anndata as ad
@@ -39,6 +40,7 @@ from .store import (
     TRIALS,
     Place,
     StoreLike,
+    check_reachable,
     resolve,
     survey,
 )
@@ -69,6 +71,10 @@ def open_repo(place: Place, *, writable: bool, what: str = "experiment") -> Repo
         raise NotAnExperimentError(
             f"{place.label} is a file, not a zstore {what} (a folder); check the path"
         )
+    if place.local is not None and not place.local.exists():
+        # Checked before Icechunk opens it: opening a missing folder creates it.
+        raise PathNotFoundError(_missing_text(place, what))
+    check_reachable(place)  # before the try: an unreachable endpoint is said once
     try:
         return Repo.open(place, writable=writable)
     except Exception as err:
@@ -86,6 +92,35 @@ def open_repo(place: Place, *, writable: bool, what: str = "experiment") -> Repo
         if contents.kind == "other":
             raise NotAnExperimentError(foreign_text(place, list(contents.names), what)) from None
         raise err
+
+
+def _missing_text(place: Place, what: str) -> str:
+    """The message for a local path where no folder is: the path, the nearest folder
+    that exists above it, and how to make one."""
+    assert place.local is not None
+    parent = place.local.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():  # a path through a file: ".../afile/x.zarr"
+        return (
+            f"no zstore {what} at {place.label}: {parent} is a file, not a folder; check the path"
+        )
+    dangling = " (a symbolic link to nothing)" if place.local.is_symlink() else ""
+    return (
+        f"no zstore {what} at {place.label}: there is no such folder{dangling} (the "
+        f"nearest existing folder above it is {parent}); check the path, or create one "
+        f"with zs.create_{what}(...) or `zstore ingest`"
+    )
+
+
+def _file_above(place: Place) -> Path | None:
+    """The file a local path goes through (``.../afile/x.zarr``: ``afile``), if any."""
+    if place.local is None or place.local.exists() or place.local.is_symlink():
+        return None
+    parent = place.local.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return None if parent.is_dir() else parent
 
 
 def foreign_text(place: Place, names: list[str], what: str) -> str:
@@ -170,6 +205,12 @@ def prepare(place: Place, *, overwrite: bool, kind: str = EXPERIMENT_ENCODING) -
             f"{place.label} already holds an experiment in zstore 0.1's format; choose a new "
             f"path (e.g. {_suggest(place.label)}), or convert it with `zstore migrate`; "
             f"zstore does not replace it"
+        )
+    through = _file_above(place)
+    if through is not None:  # ".../afile/x.zarr": no folder can be made there
+        raise UnsafeOverwriteError(
+            f"cannot create a zstore {what} at {place.label}: {through} is a file, not a "
+            f"folder; choose a path in a folder"
         )
     if contents.kind == "other":
         raise UnsafeOverwriteError(

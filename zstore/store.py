@@ -26,10 +26,12 @@ import errno
 import json
 import math
 import os
+import pickle
 import re
 import socket
+import ssl
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from . import _compat
 from .errors import (
     ArgumentTypeError,
     InvalidArgumentError,
+    OutOfMemoryError,
     StorageOptionsError,
     StoreError,
 )
@@ -51,6 +54,8 @@ __all__ = [
     "ENCODING_VERSION",
     "EXPERIMENTS",
     "EXPERIMENT_ENCODING",
+    "MIN_OPEN_FILES",
+    "READ_FIXES",
     "S3_CONNECT_TIMEOUT",
     "S3_OPTIONS",
     "TRIALS",
@@ -58,14 +63,22 @@ __all__ = [
     "WRITE_FIXES",
     "Place",
     "StoreLike",
+    "check_open_files",
     "check_reachable",
     "endpoint_of",
+    "gc_errors",
+    "open_files_failure",
     "out_of_memory",
     "parse_storage_options",
+    "read_failure",
     "resolve",
     "s3_errors",
+    "s3_failure",
     "s3_filesystem",
+    "source_errors",
+    "storage_settings",
     "survey",
+    "with_settings",
     "write_failure",
 ]
 
@@ -88,8 +101,12 @@ LOCKS = "zstore-locks"
 #: anndata users already pass), with Icechunk's own names accepted too. Values are text
 #: unless the type says otherwise: text from the command line becomes the type here, so
 #: an all-digit secret stays the text it is. ``connect_timeout`` (seconds) is zstore's
-#: own: how long to wait for the endpoint to accept a connection before saying it is
-#: unreachable (the requests themselves keep Icechunk's timeouts and retries).
+#: own: how long to wait for the endpoint to accept a connection, and to answer a first
+#: request, before saying it is unreachable (the requests themselves keep Icechunk's
+#: timeouts). ``max_tries`` (zstore's own too): how many times Icechunk tries a request
+#: that fails (a 500, a 503, a timeout) before the failure is reported (1: no retries);
+#: Icechunk's default (10) when not given. Numbers are bounded (:data:`_BOUNDS`): a
+#: timeout of days, or a million tries, would leave a command waiting on a dead endpoint.
 S3_OPTIONS: dict[str, tuple[str, type]] = {
     "endpoint_url": ("endpoint_url", str),
     "key": ("access_key_id", str),
@@ -107,11 +124,21 @@ S3_OPTIONS: dict[str, tuple[str, type]] = {
     "requester_pays": ("requester_pays", bool),
     "network_stream_timeout_seconds": ("network_stream_timeout_seconds", int),
     "connect_timeout": ("connect_timeout", float),
+    "max_tries": ("max_tries", int),
 }
+#: zstore's own S3 options (not Icechunk's ``s3_storage`` arguments).
+_SETTINGS = ("connect_timeout", "max_tries")
 #: Seconds to wait for an S3 endpoint to accept a TCP connection (``connect_timeout``):
 #: generous for a slow network, short next to Icechunk's retries (about 40 s before an
 #: unreachable endpoint is reported).
 S3_CONNECT_TIMEOUT = 10.0
+#: The numeric S3 options' ranges (inclusive; connect_timeout's lower bound excluded) and
+#: what an example value is: timeouts up to 10 minutes, up to 100 tries.
+_BOUNDS: dict[str, tuple[float, float, str, str]] = {
+    "connect_timeout": (0, 600, "a number of seconds > 0 and <= 600", "30"),
+    "network_stream_timeout_seconds": (1, 600, "a whole number of seconds from 1 to 600", "60"),
+    "max_tries": (1, 100, "a whole number from 1 to 100 (1: no retries)", "3"),
+}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -183,7 +210,19 @@ def resolve(location: StoreLike, *, storage_options: Mapping[str, Any] | None = 
         )
     path = Path(os.path.abspath(text.removeprefix("file://")))
     path_argument(str(path), name="store", fix="pass a shorter path for the store")
-    return Place(_compat.local_storage(str(path)), label=str(path), local=path)
+    return Place(_local_storage(path), label=str(path), local=path)
+
+
+def _local_storage(path: Path) -> ic.Storage:
+    """Icechunk's storage of a local folder; when Icechunk cannot start its runtime for
+    want of open files (it panics), the limit said as such."""
+    try:
+        return _compat.local_storage(str(path))
+    except BaseException as err:  # pyo3's PanicException, raised from Rust
+        failure = open_files_failure(err, what=f"opening {path}")
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def _from_zarr_store(store: Store) -> Place:
@@ -223,7 +262,7 @@ def _s3_place(url: str, options: dict[str, Any]) -> Place:
         raise InvalidArgumentError(f"{url!r} names no bucket; use s3://BUCKET/PREFIX")
     kwargs = parse_storage_options(options, url)
     _check_credentials(kwargs, url)
-    settings = {k: kwargs.pop(k) for k in ("connect_timeout",) if k in kwargs}
+    settings = {k: kwargs.pop(k) for k in _SETTINGS if k in kwargs}
     endpoint = kwargs.get("endpoint_url")
     if endpoint:
         # Custom endpoints (MinIO, Ceph, moto, ...) are path-style, often over http.
@@ -242,7 +281,37 @@ def _s3_place(url: str, options: dict[str, Any]) -> Place:
             f"storage options {sorted(options)} for {url} were refused: {err}"
         ) from None
     survey = {"bucket": bucket, "prefix": prefix, "options": survey_options}
-    return Place(storage, label=f"s3://{bucket}/{prefix}", s3=survey)
+    place = Place(storage, label=f"s3://{bucket}/{prefix}", s3=survey)
+    _S3_PLACES[place.label] = place
+    return place
+
+
+def with_settings(repository: ic.Repository, place: Place) -> ic.Repository:
+    """``repository`` with its S3 client built with its own storage settings
+    (``max_tries``), when ``place`` is on S3 and has some; else ``repository`` itself.
+
+    Icechunk (1.1) builds a storage's S3 client once, with the settings of its first
+    request, and :meth:`icechunk.Repository.open` makes that request with the defaults
+    (10 tries, with backoff: a minute per failing request), whatever its config says. A
+    copy (pickled and loaded: the same repository, a storage without a client yet) builds
+    its client on its first request, made with the repository's settings.
+    """
+    if place.s3 is None or storage_settings(place) is None:
+        return repository
+    try:
+        copy = pickle.loads(pickle.dumps(repository))
+    except Exception:  # a storage that cannot be copied keeps Icechunk's retries
+        return repository
+    return copy if isinstance(copy, ic.Repository) else repository
+
+
+def storage_settings(place: Place) -> ic.StorageSettings | None:
+    """Icechunk's storage settings for ``place``: its retries, when the S3 option
+    ``max_tries`` was given (None: Icechunk's defaults)."""
+    tries = place.s3["options"].get("max_tries") if place.s3 is not None else None
+    if tries is None:
+        return None
+    return ic.StorageSettings(retries=ic.StorageRetriesSettings(max_tries=int(tries)))
 
 
 def parse_storage_options(options: Mapping[str, Any], url: str) -> dict[str, Any]:
@@ -310,23 +379,11 @@ def _typed_option(name: str, value: Any, kind: type, url: str) -> Any:
         if text is not None and text.lower() in _TRUE + _FALSE:
             return text.lower() in _TRUE
         expected, example = "true or false", "True"
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-        if text is not None and text.isascii() and text.isdigit():
-            return int(text)
-        expected, example = "a whole number >= 0", "60"
-    elif kind is float:
-        number: Any = value
-        if text is not None:
-            try:
-                number = float(text)
-            except ValueError:
-                number = None
-        number_ok = isinstance(number, int | float) and not isinstance(number, bool)
-        if number_ok and math.isfinite(number) and number > 0:
-            return float(number)
-        expected, example = "a number of seconds > 0", "30"
+    elif kind is int or kind is float:
+        number = _number(value, text, whole=kind is int)
+        low, high, expected, example = _BOUNDS[name]
+        if number is not None and low <= number <= high and (kind is int or number > low):
+            return kind(number)
     else:
         if isinstance(value, str) and value:
             return value
@@ -335,6 +392,24 @@ def _typed_option(name: str, value: Any, kind: type, url: str) -> Any:
         f"storage option {name!r} for {url} must be {expected}, got {value!r} "
         f"({type(value).__name__}); pass e.g. storage_options={{{name!r}: {example}}}"
     )
+
+
+def _number(value: Any, text: str | None, *, whole: bool) -> float | int | None:
+    """``value`` as a finite number (a whole one if ``whole``), text read as one; None
+    for anything else (a bool, 1.5 where a whole number is needed, "abc", inf)."""
+    number: Any = value
+    if text is not None:
+        try:
+            number = int(text) if whole else float(text)
+        except ValueError:
+            return None
+        if not text.isascii():  # int() reads other scripts' digits too
+            return None
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return None
+    if whole and not isinstance(number, int):
+        return None
+    return number if math.isfinite(number) else None
 
 
 # -- surveying a location before creating anything there --------------------------------
@@ -475,11 +550,14 @@ def _env_endpoint() -> str | None:
 def check_reachable(place: Place) -> None:
     """Raise :class:`~zstore.errors.StoreError` when the S3 endpoint of ``place`` does not
     accept a connection (refused, unknown host, no route, or no answer within
-    ``connect_timeout`` seconds); a local or in-memory place passes.
+    ``connect_timeout`` seconds), or accepts one but does not answer a first request
+    within ``connect_timeout`` seconds (a black hole: a firewall or proxy that swallows
+    the traffic, or a server that hangs); a local or in-memory place passes.
 
-    One TCP connection and no request: Icechunk would retry an unreachable endpoint for
-    about 40 s before failing. Skipped behind an HTTP proxy, where only the proxy is
-    reached directly.
+    One TCP connection; the first time an endpoint is seen in this process, also one
+    unsigned ``HEAD /bucket`` request whose answer (any HTTP status) is all it waits
+    for. Icechunk would retry such endpoints for 40 s to minutes before failing.
+    Skipped behind an HTTP proxy, where only the proxy is reached directly.
     """
     if place.s3 is None or any(os.environ.get(v) for v in _PROXY_VARIABLES):
         return
@@ -496,10 +574,57 @@ def check_reachable(place: Place) -> None:
         )
     timeout = float(place.s3["options"].get("connect_timeout", S3_CONNECT_TIMEOUT))
     try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            pass
+        connection = socket.create_connection((parts.hostname, port), timeout=timeout)
     except OSError as err:
         raise _unreachable(place, endpoint, _why_unreachable(err, timeout)) from None
+    with connection:
+        if endpoint in _ANSWERED:
+            return
+        answered = _answers(connection, parts, place.s3["bucket"], timeout)
+    if not answered:
+        raise _silent(place, endpoint, timeout)
+    _ANSWERED.add(endpoint)
+
+
+#: Endpoints that answered a request in this process (probed once each).
+_ANSWERED: set[str] = set()
+
+
+def _answers(
+    connection: socket.socket, parts: urllib.parse.SplitResult, bucket: str, timeout: float
+) -> bool:
+    """False when the endpoint behind ``connection`` does not start to answer an
+    unsigned ``HEAD /bucket`` (or, over https, the TLS handshake) within ``timeout``
+    seconds; any answer, even an error status or a closed connection, is True (what it
+    means is for the request that follows to say)."""
+    host = parts.hostname or ""
+    try:
+        stream: socket.socket = connection
+        if parts.scheme == "https":
+            stream = ssl.create_default_context().wrap_socket(connection, server_hostname=host)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        path = f"{parts.path.rstrip('/')}/{urllib.parse.quote(bucket)}"
+        stream.sendall(
+            f"HEAD {path} HTTP/1.1\r\nHost: {netloc}\r\nConnection: close\r\n\r\n".encode()
+        )
+        stream.recv(1)
+    except TimeoutError:
+        return False
+    except (OSError, ValueError):  # refused TLS, a reset: not silence
+        return True
+    return True
+
+
+def _silent(place: Place, endpoint: str, timeout: float) -> StoreError:
+    assert place.s3 is not None
+    return StoreError(
+        f"the S3 endpoint {endpoint} for bucket {place.s3['bucket']!r} ({place.label}) "
+        f"accepted a connection but did not answer within {timeout:g} s; check the "
+        f"endpoint URL (storage_options={{'endpoint_url': ...}}: is an S3 service "
+        f"listening there?), a proxy or firewall between this machine and it, and the "
+        f"service's status; on a slow network wait longer with "
+        f"storage_options={{'connect_timeout': 30}}"
+    )
 
 
 def _why_unreachable(err: OSError, timeout: float) -> str:
@@ -524,29 +649,66 @@ def _unreachable(place: Place, endpoint: str, why: str) -> StoreError:
 
 
 @contextlib.contextmanager
-def s3_errors(place: Place) -> Iterator[None]:
-    """Re-raise s3fs's and botocore's failures (no credentials, access denied, no such
-    bucket, unreachable) as :class:`~zstore.errors.StoreError` naming the endpoint, the
-    bucket and what to check; other places' errors pass unchanged."""
+def s3_errors(place: Place, *, committed: Callable[[], str | None] | None = None) -> Iterator[None]:
+    """Re-raise the failures of S3 (no credentials, access denied, no such bucket,
+    unreachable, failing or overloaded: 500s and 503s, answers that are not S3's) from
+    s3fs, botocore and Icechunk as :class:`~zstore.errors.StoreError` naming the
+    endpoint, the bucket and what to check; other errors, and other places' errors,
+    pass unchanged.
+
+    ``committed``: for a write, what it had committed when it failed (None: nothing),
+    said at the end of the message (:func:`saved_or_not`).
+    """
     try:
         yield
-    except StoreError:
-        raise
     except Exception as err:
         if place.s3 is None:  # not S3: nothing to say here
             raise
         failure = _s3_failure(err, place)
         if failure is None:
             raise
+        if committed is not None and not _says_saved(str(failure)):
+            failure = StoreError(f"{failure}; {saved_or_not(committed())}")
         raise failure from None
+
+
+def s3_failure(err: BaseException, where: str) -> StoreError | None:
+    """``err`` from Icechunk or s3fs, for the S3 location labelled ``where`` (a place
+    :func:`resolve` made in this process), as a :class:`~zstore.errors.StoreError`
+    naming the endpoint, the bucket and what to check; None for other locations and
+    errors."""
+    place = _S3_PLACES.get(where)
+    return None if place is None else _s3_failure(err, place)
+
+
+#: The S3 places :func:`resolve` made, by label (for :func:`s3_failure`).
+_S3_PLACES: dict[str, Place] = {}
+
+
+def _says_saved(text: str) -> bool:
+    return saved_or_not(None) in text or "had been committed" in text
 
 
 def _s3_failure(err: BaseException, place: Place) -> StoreError | None:
     assert place.s3 is not None
     bucket, endpoint = place.s3["bucket"], endpoint_of(place)
+    if out_of_memory(err) or not _from_storage(err):
+        return None  # zstore's own errors, the caller's, memory: said elsewhere
+    if _zstore_error(err):
+        if not isinstance(err, StoreError):
+            return None
+        if endpoint in str(err):
+            return err  # said already (Icechunk's error, by icechunk_errors)
+        # zstore's words for what failed (a trial's chunk): add where, and what to check
+        located = StoreError(
+            f"{err} (S3 at {endpoint}, bucket {bucket!r}: retry later, and check the "
+            f"service's status)"
+        )
+        located.errno = err.errno
+        return located
     names = {type(e).__name__ for e in _chain(err)}
     code = _s3_code(err)
-    why = str(err).splitlines()[0] if str(err) else type(err).__name__
+    why = _first_words(err)
     if "NoCredentialsError" in names or "PartialCredentialsError" in names:
         return StoreError(
             f"no S3 credentials for bucket {bucket!r} at {endpoint} ({place.label}): set "
@@ -568,6 +730,69 @@ def _s3_failure(err: BaseException, place: Place) -> StoreError | None:
         )
     if names & _UNREACHABLE:
         return _unreachable(place, endpoint, why)
+    status = _s3_status(err)
+    if (status is not None and status >= 500) or code in _BUSY_CODES or _busy(err):
+        said = f"HTTP {status}: {why}" if status is not None and str(status) not in why else why
+        return StoreError(
+            f"S3 at {endpoint} failed for bucket {bucket!r} ({place.label}): {said}; the "
+            f"service is failing or overloaded: retry later, and check the service's "
+            f"status (its status page or administrator)"
+        )
+    return StoreError(
+        f"S3 at {endpoint} failed for bucket {bucket!r} ({place.label}): {why}; check "
+        f"the endpoint URL (storage_options={{'endpoint_url': ...}}: an S3 service?) and "
+        f"the service's status, then retry"
+    )
+
+
+#: Where the errors of S3 requests come from (and Icechunk's storage errors).
+_STORAGE_MODULES = frozenset({"botocore", "aiobotocore", "s3fs", "aiohttp", "icechunk"})
+#: S3 error codes of a service failing or overloaded (retry later).
+_BUSY_CODES = frozenset(
+    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "500", "502", "503"}
+)
+
+
+def _from_storage(err: BaseException) -> bool:
+    """``err`` came from an S3 request or from Icechunk's storage (not a conflict)."""
+    for e in _chain(err):
+        if type(e).__name__ in ("ConflictError", "RebaseFailedError"):
+            return False
+        if type(e).__module__.split(".")[0] in _STORAGE_MODULES:
+            return True
+    return False
+
+
+def _busy(err: BaseException) -> bool:
+    """s3fs's words for a 503 (EBUSY), or S3's in an Icechunk error's text."""
+    return any(
+        (isinstance(e, OSError) and e.errno in (errno.EBUSY, errno.EAGAIN))
+        or any(word in str(e) for word in _BUSY_WORDS)
+        for e in _chain(err)
+    )
+
+
+_BUSY_WORDS = ("SlowDown", "Service Unavailable", "ServiceUnavailable", "InternalError")
+
+
+def _first_words(err: BaseException) -> str:
+    """What ``err`` says, in one line (Icechunk's errors: their first line and cause)."""
+    for e in _chain(err):
+        if type(e).__module__.split(".")[0] == "icechunk":
+            return _compat.short_message(e)
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _s3_status(err: BaseException) -> int | None:
+    """The HTTP status of the S3 answer behind an s3fs or botocore error."""
+    for e in _chain(err):
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(status, int):
+                return status
     return None
 
 
@@ -658,6 +883,8 @@ def write_failure(
     the disk is full: free space on it, or write to another disk;
     nothing of it was saved
     """
+    if _zstore_error(err) and getattr(err, "errno", None) is not None:
+        return None  # said already (a read of the source that failed, by source_errors)
     code, text, key = None, "", None
     for e in _chain(err):
         if isinstance(e, OSError) and e.errno in WRITE_FIXES and not _zstore_error(e):
@@ -679,6 +906,35 @@ def write_failure(
     )
     failure.errno = code  # only errno: with strerror set, str() would be "[Errno N] ..."
     return failure
+
+
+@contextlib.contextmanager
+def gc_errors(where: str) -> Iterator[None]:
+    """Re-raise a garbage collection of ``where`` that failed with a disk error (a
+    read-only file system, no permission to delete, a full disk: Icechunk writes a new
+    snapshot to expire versions) as a :class:`~zstore.errors.StoreError` saying so and
+    what was removed: nothing on a read-only file system (nor when expiring failed)."""
+    try:
+        yield
+    except Exception as err:
+        failure = write_failure(err, where=where, what="gc")
+        if failure is None:
+            raise
+        if failure.errno == errno.EROFS:
+            files = [n for e in _chain(err) for n in _FILE_IN_TEXT.findall(str(e))]
+            failure = StoreError(
+                f"{where}: gc cannot remove anything: the file system is read-only "
+                f"(EROFS{f': {files[0]}' if files else ''}); nothing was removed. Run gc "
+                f"where the store is mounted read-write"
+            )
+            failure.errno = errno.EROFS
+        else:
+            head = str(failure).rsplit("; ", 1)[0]  # without "nothing of it was saved"
+            failure = StoreError(
+                f"{head}; gc stopped: what it removed (if anything) no kept version used, "
+                f"so every kept version is intact; run it again once this is fixed"
+            )
+        raise failure from None
 
 
 def saved_or_not(committed: str | None) -> str:
@@ -717,6 +973,197 @@ def out_of_memory(err: BaseException) -> bool:
         if any(text in str(e) for text in _OUT_OF_MEMORY_TEXT):
             return True
     return False
+
+
+# -- reads that fail for want of a resource: the machine's failure, not the data's -------------
+
+#: What ran out or refused when a read fails with this errno, and what to do.
+READ_FIXES = {
+    errno.EMFILE: (
+        "the process reached its limit of open files{limit}: raise it (e.g. `ulimit -n "
+        "4096` in the shell that runs zstore) and run again"
+    ),
+    errno.ENFILE: (
+        "too many open files on this machine (its table of open files is full): close "
+        "other programs, or raise the system's limit (sysctl fs.file-max), and run again"
+    ),
+    errno.ENOMEM: "the process ran out of memory: see the memory advice of zstore's README",
+    errno.EIO: "the disk reported an input/output error: check the disk (and its cable)",
+    errno.EACCES: (
+        "no permission to read it: check the owner and permissions of the file and of "
+        "its folders (`ls -l`), or run as a user who may read them"
+    ),
+    errno.EPERM: (
+        "the operation is not permitted there: check the owner and permissions of the "
+        "file and of its folders (`ls -l`), or run as a user who may read them"
+    ),
+}
+_FILE_IN_TEXT = re.compile(r"(?:open|read) file (\S+?):")
+#: How Rust's panics (Icechunk's runtime) give an errno: ``Os { code: 24, ... }``.
+_RUST_OS_ERROR = re.compile(r"Os \{ code: (\d+)")
+
+
+def read_failure(
+    err: BaseException, *, where: str, what: str, then: str = ""
+) -> StoreError | OutOfMemoryError | None:
+    """The error to stop a read with when ``err`` says the machine or the storage
+    failed, not the data: memory ran out (:class:`~zstore.errors.OutOfMemoryError`),
+    too many open files, no permission to read, an I/O error, or an S3 service that did
+    not answer (:class:`~zstore.errors.StoreError`, the errno kept in ``.errno``),
+    naming ``where`` (a store or file), ``what`` was being read and the fix, then
+    ``then`` (e.g. "nothing was found damaged"). None for other errors (a damaged or
+    missing object is the caller's to report).
+
+    Examples
+    --------
+    >>> err = read_failure(OSError(24, "Too many open files"), where="/d/e.zarr",
+    ...                    what="verify")
+    >>> err.errno, "`ulimit -n" in str(err)
+    (24, True)
+    >>> read_failure(ValueError("bad chunk"), where="/d/e.zarr", what="verify") is None
+    True
+    """
+    end = f"; {then}" if then else ""
+    if out_of_memory(err):
+        detail = _compat.short_message(err) if str(err) else ""
+        return OutOfMemoryError(
+            f"{where}: {what} ran out of memory{f' ({detail})' if detail else ''}; close "
+            f"other programs, use fewer threads (DASK_NUM_WORKERS=2 in the environment), "
+            f"or raise the memory limit (`ulimit -v`){end}"
+        )
+    found = _read_errno(err)
+    if found is None:
+        if not _service_failure(err):
+            return None
+        said = s3_failure(err, where.partition("::")[0]) or StoreError(
+            f"{where}: {what} failed: the storage did not answer ({_first_words(err)}); "
+            f"check that it is reachable and working, then retry"
+        )
+        return StoreError(f"{said}{end}")
+    code, text, name = found
+    on = f": {name}" if name else ""
+    fix = READ_FIXES[code].format(limit=_open_files_limit())
+    failure = StoreError(
+        f"{f'{where}: ' if where else ''}{what} failed: {text} "
+        f"({errno.errorcode.get(code, code)}{on}); {fix}{end}"
+    )
+    failure.errno = code
+    return failure
+
+
+@contextlib.contextmanager
+def source_errors(source: str, *, what: str, then: str = "") -> Iterator[None]:
+    """Re-raise a failure to read the store ``source`` (an experiment's
+    :attr:`~zstore.Experiment.location`) while writing elsewhere (an export) as
+    :func:`read_failure` says it, naming ``source`` and ``what`` was being done, then
+    ``then``: a disk error on a file inside ``source`` (no permission to read a chunk, an
+    I/O error), or its S3 service failing. Other errors (the target's disk, full or
+    not writable) pass unchanged, for the writer to say."""
+    try:
+        yield
+    except Exception as err:
+        if not _from_source(err, source):
+            raise
+        failure = read_failure(err, where=source, what=what, then=then)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def _from_source(err: BaseException, source: str) -> bool:
+    """``err`` is a failure to read ``source``: its errno names a file inside it (a
+    local store), or the store is on S3 and its service failed."""
+    base = source.partition("::")[0]
+    if base in _S3_PLACES:
+        return _service_failure(err)
+    found = _read_errno(err)
+    name = found[2] if found is not None else None
+    if not name or not os.path.isabs(name):
+        return False
+    return os.path.normpath(name).startswith(os.path.join(os.path.normpath(base), ""))
+
+
+def open_files_failure(err: BaseException, *, what: str) -> StoreError | None:
+    """``err`` said as the limit of open files (:data:`READ_FIXES`) when it, or an error
+    it came from, is EMFILE or ENFILE (whatever was being read or written); else None."""
+    found = _read_errno(err)
+    if found is None or found[0] not in (errno.EMFILE, errno.ENFILE):
+        return None
+    failure = read_failure(err, where="", what=what)
+    return failure if isinstance(failure, StoreError) else None
+
+
+#: Fewer open files than this and zstore fails on its first reads (Icechunk, zarr's
+#: event loop and numpy each hold a few); the CLI checks it before it starts.
+MIN_OPEN_FILES = 32
+
+
+def check_open_files() -> None:
+    """Raise :class:`~zstore.errors.StoreError` when the process's limit of open files
+    (``ulimit -n``) is below :data:`MIN_OPEN_FILES` and cannot be raised to it (its hard
+    limit is lower): zstore would fail midway, with errors from deep inside its
+    libraries (asyncio's and Icechunk's)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= MIN_OPEN_FILES:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= MIN_OPEN_FILES:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (MIN_OPEN_FILES, hard))
+        return
+    failure = StoreError(
+        f"the limit of open files is {soft} (`ulimit -n`); zstore needs at least "
+        f"{MIN_OPEN_FILES}: raise it (e.g. `ulimit -n 4096` in the shell that runs zstore)"
+    )
+    failure.errno = errno.EMFILE
+    raise failure
+
+
+def _read_errno(err: BaseException) -> tuple[int, str, str | None] | None:
+    """The errno of :data:`READ_FIXES` behind ``err``, its text and the file named."""
+    for e in _chain(err):
+        if _zstore_error(e) and not isinstance(e, StoreError):
+            return None  # zstore's verdict on the data (a checksum, a missing chunk)
+        if isinstance(e, OSError) and e.errno in READ_FIXES and not _zstore_error(e):
+            return e.errno, e.strerror or str(e), e.filename and str(e.filename)
+        found = _OS_ERROR_IN_TEXT.search(str(e)) or _RUST_OS_ERROR.search(str(e))
+        if found and int(found[1]) in READ_FIXES:
+            names = _FILE_IN_TEXT.findall(str(e))
+            code = int(found[1])
+            return code, os.strerror(code), names[0] if names else None
+    return None
+
+
+def _service_failure(err: BaseException) -> bool:
+    """A storage service (S3) that failed to answer, refused or timed out: not a
+    missing or damaged object."""
+    if not _from_storage(err) or any(
+        _compat.is_missing_object(e) or _compat.is_corrupt_object(e) for e in _chain(err)
+    ):
+        return False
+    status, text = _s3_status(err), " ".join(str(e) for e in _chain(err))
+    return (
+        (status is not None and status >= 500)
+        or _s3_code(err) in _BUSY_CODES | _ACCESS_CODES
+        or _busy(err)
+        or bool({type(e).__name__ for e in _chain(err)} & _UNREACHABLE)
+        or any(word in text for word in _SERVICE_WORDS)
+    )
+
+
+#: Icechunk's words (from the AWS SDK) for a request that got no usable answer.
+_SERVICE_WORDS = ("service error", "dispatch failure", "timed out", "timeout", "io error")
+
+
+def _open_files_limit() -> str:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return ""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return "" if soft == resource.RLIM_INFINITY else f" (`ulimit -n` is {soft})"
 
 
 def _zstore_error(err: BaseException) -> bool:

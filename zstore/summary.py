@@ -24,7 +24,7 @@ from ._version import __version__
 from .documents import damaged_experiments
 from .errors import emit_user_warning
 from .images import IMAGES
-from .store import EXPERIMENTS, TRIAL_ENCODING, TRIALS
+from .store import EXPERIMENTS, TRIAL_ENCODING, TRIALS, read_failure
 from .trialio import describe_arrays, trial_summary
 
 __all__ = [
@@ -286,7 +286,10 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
     A trial whose metadata cannot be read is left out of ``trials`` and listed under the
     experiment's ``damaged`` (``{"trial", "problem"}``, the problem naming the key); an
     experiment of a collection whose metadata cannot be read, under the collection's
-    ``damaged`` (``{"experiment", "problem"}``).
+    ``damaged`` (``{"experiment", "problem"}``). A storage that cannot be read at all
+    (an S3 outage, no permission to read, too many open files, no memory) raises
+    :class:`~zstore.errors.StoreError` (or :class:`~zstore.errors.OutOfMemoryError`):
+    that is not damage.
 
     Examples
     --------
@@ -297,6 +300,21 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
     >>> doc["kind"], doc["experiment"], doc["trials"][0]["n_frames"]
     ('experiment', 'RL109', 10)
     """
+    try:
+        return _info_document(found, where=where, storage=storage)
+    except Exception as err:
+        failure = read_failure(err, where=found.location, what="reading the store")
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def _storage_failed(err: BaseException) -> bool:
+    """The storage failed (not the data): the size is not unknown, the read failed."""
+    return read_failure(err, where="", what="") is not None
+
+
+def _info_document(found: Any, *, where: str | None, storage: bool) -> dict[str, Any]:
     # The store of this version and each experiment's group in it: reads go through
     # the object's pinned session, concurrently, as the table's do.
     store = found._session.store
@@ -322,7 +340,9 @@ def info_document(found: Any, *, where: str | None = None, storage: bool = False
     sizes = dict(
         zip(
             [*prefixes.values(), *trial_groups, *image_groups],
-            _compat.stored_sizes(store, [*prefixes.values(), *trial_groups, *image_groups]),
+            _compat.stored_sizes(
+                store, [*prefixes.values(), *trial_groups, *image_groups], fails=_storage_failed
+            ),
             strict=True,
         )
     )
@@ -462,7 +482,9 @@ def _trial_entry(trial_id: str, meta: Mapping[str, Any], var_doc: bytes | None) 
             "text": rois_text(n_rois, cells, total) if n_rois is not None else None,
         },
         "channels": [str(c) for c in channels if c != "time"],
-        "X": _layer_entry("X", provenance, records),
+        # X has no processing record: records["X"] is that of a layer named "X" (which
+        # older stores may hold), not of X
+        "X": {"computed": _ingested_text("X", provenance, True), "record": None},
         "layers": layers,
         "source": provenance,
     }

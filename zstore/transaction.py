@@ -62,6 +62,7 @@ from .errors import (
     StoreError,
     TrialChangedError,
     VersionNotFoundError,
+    emit_user_warning,
 )
 from .leases import SKEW, Leases
 from .store import (
@@ -70,9 +71,14 @@ from .store import (
     TRIALS,
     Place,
     check_reachable,
+    gc_errors,
     out_of_memory,
+    read_failure,
     s3_errors,
+    s3_filesystem,
     saved_or_not,
+    storage_settings,
+    with_settings,
     write_failure,
 )
 
@@ -89,16 +95,46 @@ Guard = Callable[[ic.Session], "str | None"]
 
 @dataclasses.dataclass(frozen=True)
 class Commit:
-    """One version of an experiment: when, what changed, and its ID (``version``)."""
+    """One version of an experiment: when, what changed, and its ID (``version``).
+
+    A version whose snapshot cannot be read (deleted or damaged) is listed by
+    :meth:`Repo.history` where it stands, with ``time`` None and ``damaged`` saying why.
+    """
 
     version: str
-    time: datetime.datetime
+    time: datetime.datetime | None
     message: str
     changes: tuple[str, ...]
+    #: why this version cannot be read ("" for a readable one)
+    damaged: str = ""
 
     def __str__(self) -> str:
+        if self.time is None:
+            return f"{self.version}  {'?' * 19}  {self.message}"
         when = self.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         return f"{self.version}  {when}  {self.message}"
+
+
+def _gap(version: str, why: str) -> Commit:
+    """The line of :meth:`Repo.history` for a version whose snapshot cannot be read."""
+    return Commit(
+        version=version,
+        time=None,
+        message=f"DAMAGED: cannot be read ({why}); restore snapshots/{version} from a copy",
+        changes=(),
+        damaged=why,
+    )
+
+
+def _commit(info: Any) -> Commit:
+    """A version as zstore shows it, from Icechunk's SnapshotInfo."""
+    meta = dict(info.metadata or {}).get("zstore", {})
+    return Commit(
+        version=str(info.id),
+        time=info.written_at,
+        message=str(info.message),
+        changes=tuple(meta.get("changes", ())) if isinstance(meta, dict) else (),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +154,7 @@ class Repo:
     """An Icechunk repository holding one experiment."""
 
     def __init__(self, repository: ic.Repository, place: Place, *, writable: bool):
-        self.repository = repository
+        self.repository = with_settings(repository, place)  # max_tries on S3 too
         self.place = place
         self.writable = writable
 
@@ -127,7 +163,7 @@ class Repo:
         """Open an existing repository (raises what Icechunk raises when there is none)."""
         check_reachable(place)  # at once, not after Icechunk's retries
         with _compat.icechunk_errors(place.label):
-            repository = ic.Repository.open(place.storage, config=_runtime_config())
+            repository = ic.Repository.open(place.storage, config=_runtime_config(place))
         return cls(repository, place, writable=writable)
 
     @classmethod
@@ -139,7 +175,7 @@ class Repo:
             if place.local is not None:
                 _make_writable_folder(place.local)
             with _compat.icechunk_errors(place.label):
-                repository = ic.Repository.create(place.storage, config=_runtime_config())
+                repository = ic.Repository.create(place.storage, config=_runtime_config(place))
         except OSError as err:
             failure = write_failure(err, where=place.label, what=what)
             if failure is None:
@@ -162,7 +198,8 @@ class Repo:
                 session = self.repository.readonly_session(branch=BRANCH, as_of=when)
                 history = self.history()
                 if len(history) > 1 and str(session.snapshot_id) == history[-1].version:
-                    oldest = history[-2].time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                    older = history[-2].time
+                    oldest = older.astimezone().strftime("%Y-%m-%d %H:%M:%S") if older else "?"
                     raise VersionNotFoundError(
                         f"{self.place.label} keeps no version from {when:%Y-%m-%d %H:%M:%S}: "
                         f"the oldest it keeps is from {oldest} (older ones were expired by "
@@ -203,30 +240,96 @@ class Repo:
     def check_snapshot(self, version: str) -> None:
         """Raise StoreError when ``version``'s snapshot cannot be read."""
         try:
-            ic.Repository.open(self.repository.storage).lookup_snapshot(version)
+            ic.Repository.open(
+                self.repository.storage, config=self.repository.config
+            ).lookup_snapshot(version)
         except Exception as err:
+            what = f"reading the snapshot snapshots/{version}"
+            if (failure := read_failure(err, where=self.place.label, what=what)) is not None:
+                raise failure from None  # no permission, no memory: not damage
+            earlier = self._before_damage([]) if version == self._tip_or_none() else []
+            newest = f" (the newest readable one is {earlier[0].version!r})" if earlier else ""
             raise StoreError(
                 f"{self.place.label}: the metadata of version {version} (the snapshot "
                 f"snapshots/{version}) cannot be read ({_compat.short_message(err)}); the "
                 f"store is damaged: restore that file from a copy, or open an earlier "
-                f"version with zs.open_experiment(..., version=ID)"
+                f"version with zs.open_experiment(..., version=ID){newest}"
             ) from None
 
-    def history(self) -> list[Commit]:
-        """Every commit of ``main``, newest first."""
-        commits = []
-        with _compat.icechunk_errors(self.place.label):
-            for info in self.repository.ancestry(branch=BRANCH):
-                meta = dict(info.metadata or {}).get("zstore", {})
-                commits.append(
-                    Commit(
-                        version=str(info.id),
-                        time=info.written_at,
-                        message=str(info.message),
-                        changes=tuple(meta.get("changes", ())) if isinstance(meta, dict) else (),
-                    )
+    def _tip_or_none(self) -> str | None:
+        try:
+            return self.tip()
+        except Exception:
+            return None
+
+    def history(self, *, warn: bool = True) -> list[Commit]:
+        """Every commit of ``main``, newest first. A version whose snapshot cannot be
+        read (deleted, damaged) is listed where it stands (a :class:`Commit` with
+        ``damaged`` set), then the readable versions before it, with a warning naming
+        it (``warn``; Icechunk finds a version's parent in its snapshot). A snapshot
+        that cannot be read for want of permission (or memory, or a disk's I/O error)
+        raises :class:`~zstore.errors.StoreError` saying so: that is not damage."""
+        commits: list[Commit] = []
+        parent: str | None = None
+        try:
+            with _compat.icechunk_errors(self.place.label):
+                for info in self.repository.ancestry(branch=BRANCH):
+                    commits.append(_commit(info))
+                    parent = None if info.parent_id is None else str(info.parent_id)
+        except StoreError as err:
+            cause = err.__cause__ or err
+            failure = read_failure(cause, where=self.place.label, what="reading the history")
+            if failure is not None:
+                raise failure from None
+            earlier = self._before_damage(commits)
+            if not earlier and not commits:
+                raise
+            damaged = parent if commits and parent else self.tip()
+            why = (
+                "its file is missing or cut short"
+                if _compat.is_missing_object(cause)
+                else _compat.short_message(cause)
+            )
+            if warn:
+                emit_user_warning(
+                    f"{self.place.label}: version {damaged} cannot be read ({why}): the "
+                    f"store is damaged there (restore snapshots/{damaged} from a copy); "
+                    f"listed after it are the {len(earlier)} readable versions before it, "
+                    f"as far as their snapshots tell; `zstore verify` checks what they hold"
                 )
+            commits += [_gap(damaged, why), *earlier]
         return commits
+
+    def _before_damage(self, newer: list[Commit]) -> list[Commit]:
+        """The readable versions before a damaged one (after ``newer``): the ancestry of
+        the newest readable snapshot that no other readable snapshot descends from."""
+        infos = {}
+        for sid in self._snapshot_ids():
+            with contextlib.suppress(Exception):
+                infos[sid] = self.repository.lookup_snapshot(sid)
+        seen = {c.version for c in newer}
+        parents = {str(i.parent_id) for i in infos.values() if i.parent_id is not None}
+        leaves = [i for sid, i in infos.items() if sid not in parents and sid not in seen]
+        if not leaves:
+            return []
+        start = max(leaves, key=lambda i: i.written_at)
+        commits: list[Commit] = []
+        with contextlib.suppress(Exception):  # damaged further back: what could be read
+            for info in self.repository.ancestry(snapshot_id=start.id):
+                commits.append(_commit(info))
+        return commits
+
+    def _snapshot_ids(self) -> list[str]:
+        """The IDs of the snapshot objects stored (local folders and S3; [] elsewhere)."""
+        try:
+            if self.place.local is not None:
+                return [p.name for p in (self.place.local / "snapshots").iterdir()]
+            if self.place.s3 is not None:
+                fs, root = s3_filesystem(self.place)
+                return [k.rsplit("/", 1)[-1] for k in fs.ls(f"{root}/snapshots", detail=False)]
+        except Exception:  # nothing to list: the error that led here is said
+            return []
+        return []
 
     def explainer(self, version: str) -> VersionProbe:
         """Says, when a chunk of ``version`` cannot be read, whether gc removed it."""
@@ -266,7 +369,7 @@ class Repo:
             )
         with (
             _resource_errors(self.place.label, message) as outcome,
-            s3_errors(self.place),
+            s3_errors(self.place, committed=lambda: outcome.committed),
             contextlib.ExitStack() as stack,
         ):
             stack.enter_context(_compat.icechunk_errors(self.place.label))
@@ -396,10 +499,12 @@ class Repo:
             written = self._written_at(base)
             if written is not None:
                 expire_before = min(expire_before, written)
-        with _compat.icechunk_errors(self.place.label):
+        with gc_errors(self.place.label), _compat.icechunk_errors(self.place.label):
             if dry_run:  # Icechunk cannot rehearse an expiry: count what it would expire
                 history = self.history()
-                expired = {c.version for c in history[1:] if c.time < expire_before}
+                expired = {
+                    c.version for c in history[1:] if c.time is not None and c.time < expire_before
+                }
             else:
                 expired = self.repository.expire_snapshots(older_than=expire_before)
             summary = self.repository.garbage_collect(cutoff, dry_run=dry_run)
@@ -415,7 +520,9 @@ class Repo:
 
     def _written_at(self, version: str) -> datetime.datetime | None:
         try:
-            info = ic.Repository.open(self.repository.storage).lookup_snapshot(version)
+            info = ic.Repository.open(
+                self.repository.storage, config=self.repository.config
+            ).lookup_snapshot(version)
         except Exception:
             return None  # gone already: nothing left to keep
         return info.written_at
@@ -432,7 +539,9 @@ class VersionProbe:
     def __call__(self) -> str:
         try:
             # a fresh Repository: this one's cache may still hold a snapshot gc deleted
-            ic.Repository.open(self.repository.storage).lookup_snapshot(self.version)
+            ic.Repository.open(
+                self.repository.storage, config=self.repository.config
+            ).lookup_snapshot(self.version)
         except Exception as err:
             if not _compat.is_missing_object(err):
                 return ""  # cannot tell: the storage did not answer
@@ -590,12 +699,14 @@ def _make_writable_folder(folder: Path) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
 
 
-def _runtime_config() -> ic.RepositoryConfig:
+def _runtime_config(place: Place) -> ic.RepositoryConfig:
     # Icechunk preloads the manifests of arrays named like coordinates ("time", ...) when
     # a session opens: var/time of every trial, requests nobody asked for. zstore reads
     # manifests when their chunks are read, never before.
     preload = ic.ManifestPreloadConfig(max_total_refs=0)
-    return ic.RepositoryConfig(manifest=ic.ManifestConfig(preload=preload))
+    return ic.RepositoryConfig(
+        manifest=ic.ManifestConfig(preload=preload), storage=storage_settings(place)
+    )
 
 
 def _distributed_client() -> Any:

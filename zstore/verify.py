@@ -10,6 +10,12 @@ the document's key, and the other trials are checked as usual.
 
 What failed is told by the error's type (zstore's readers check every crc32c
 themselves: :mod:`zstore.shards`), never by the words of a message.
+
+Only the data's damage is reported: a read that fails because the machine or the
+storage did (memory ran out, too many open files, no permission to read a file, an I/O
+error, an S3 service that does not answer) stops the check with that error
+(:class:`~zstore.errors.OutOfMemoryError`, :class:`~zstore.errors.StoreError`), as
+nothing can be said of the chunks not read.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any, cast
 import zarr
 from anndata.io import read_elem
 
-from ._compat import is_storage_error, list_keys, short_message
+from ._compat import is_corrupt_object, is_storage_error, list_keys, short_message
 from .documents import damaged_documents, damaged_experiments, list_trials
 from .errors import (
     ArgumentTypeError,
@@ -35,7 +41,7 @@ from .experiment import Experiment
 from .images import IMAGES, REFS, image_name, image_refs, is_image_array, read_image
 from .progress import ProgressOption, reporting
 from .shards import ShardFormat, ShardReader, chunk_damage, read_checked
-from .store import TRIALS
+from .store import TRIALS, read_failure
 from .trialio import trial_problems
 from .validate import progress_option, shown
 
@@ -78,6 +84,11 @@ def verify_experiment(
     nothing, ``None`` (default) a bar in interactive sessions only; a callable is
     called with ``(trial_id, arrays_done, arrays_total)``.
 
+    Raises :class:`~zstore.errors.OutOfMemoryError` or
+    :class:`~zstore.errors.StoreError` when the check cannot go on for want of memory,
+    open files, permission to read, or a storage that answers: that is not damage, and
+    nothing is reported as damaged for it.
+
     Examples
     --------
     >>> import icechunk, numpy as np, zstore as zs
@@ -97,6 +108,32 @@ def verify_experiment(
             f"verify_experiment: exp must be a zs.Experiment, got {shown(exp)}; {hint}"
         )
     progress_option(progress, where="verify_experiment")
+    try:
+        return _verify(exp, progress)
+    except Exception as err:
+        failure = read_failure(err, where=exp.location, what="verify", then=_STOPPED)
+        if failure is None:
+            raise
+        raise failure from None
+    except BaseException as err:  # Icechunk's Rust panics, e.g. a thread it cannot start
+        failure = read_failure(err, where=exp.location, what="verify", then=_STOPPED)
+        if type(err).__name__ != "PanicException" or failure is None:
+            raise
+        raise failure from None
+
+
+#: What a failure of the machine or the storage (not the data) leaves of the check.
+_STOPPED = "verify stopped there (this is not damage): run it again once this is fixed"
+
+
+def _not_damage(err: BaseException) -> bool:
+    """``err`` is the machine's or the storage's failure (memory, open files, no
+    permission to read, an I/O error, an S3 outage), not damaged data: it stops the
+    check instead of being reported."""
+    return read_failure(err, where="", what="") is not None
+
+
+def _verify(exp: Experiment, progress: Any) -> list[Damage]:
     damage: list[Damage] = []
     uses: dict[str, list[str]] = {}  # summary image -> the trials using it (checked once)
     store = exp.open_zarr().store
@@ -114,6 +151,8 @@ def verify_experiment(
                     if isinstance(node, zarr.Array)
                 ]
             except Exception as err:  # a document inside the trial that zarr cannot read
+                if _not_damage(err):
+                    raise
                 damage += _unreadable_trial(trial_id, store, exp._path(f"{TRIALS}/{trial_id}"), err)
                 continue
             damage += _check_metadata(trial_id, group)
@@ -124,6 +163,8 @@ def verify_experiment(
                 try:
                     damage += _verify_array(trial_id, path, array)
                 except Exception as err:  # the array's manifest itself cannot be read
+                    if _not_damage(err):
+                        raise
                     damage.append(Damage(trial_id, path, (), f"unreadable: {_reason(err)}"))
                 if report is not None:
                     report(trial_id, k + 1, len(arrays))
@@ -131,11 +172,14 @@ def verify_experiment(
 
 
 def _check_history(exp: Experiment) -> list[Damage]:
-    """The experiment's history reads back (every snapshot before this version):
-    `zstore history` and opening an earlier version need it."""
+    """The experiment's history reads back (every snapshot of its repository):
+    `zstore history` and opening an earlier version need it. A version whose snapshot
+    is missing or damaged is reported, by its ID."""
     try:
-        exp.history()
+        commits = exp._repo.history(warn=False)
     except Exception as err:  # a snapshot or the repository's refs are damaged
+        if _not_damage(err):
+            raise
         return [
             Damage(
                 "",
@@ -146,7 +190,18 @@ def _check_history(exp: Experiment) -> list[Damage]:
                 experiment=exp.expID,
             )
         ]
-    return []
+    return [
+        Damage(
+            "",
+            f"snapshots/{c.version}",
+            (),
+            f"version {c.version} of its history cannot be read ({c.damaged}), nor be "
+            f"opened: restore snapshots/{c.version} from a copy of the store",
+            experiment=exp.expID,
+        )
+        for c in commits
+        if c.damaged
+    ]
 
 
 def unreadable_experiments(col: Any) -> list[Damage]:
@@ -192,6 +247,8 @@ def _image_uses(trial_id: str, group: zarr.Group, uses: dict[str, list[str]]) ->
     try:
         refs = image_refs({REFS: read_elem(node)})
     except Exception as err:  # the references themselves cannot be read
+        if _not_damage(err):
+            raise
         return [Damage(trial_id, f"uns/{REFS}", (), f"unreadable: {_reason(err)}")]
     for key, path in refs.items():
         uses.setdefault(path, []).append(f"trial {trial_id!r} {key}")
@@ -214,7 +271,9 @@ def _check_images(root: zarr.Group, uses: dict[str, list[str]]) -> list[Damage]:
         try:
             image = read_image(node)
         except Exception as err:  # what its bytes are, told by zstore's own check
-            why = chunk_damage(node, f"image {path}") or err
+            if _not_damage(err):
+                raise
+            why = _image_damage(node, path, err)
             found.append(Damage("", path, (), f"unreadable: {_reason(why)}", users))
             continue
         if is_image_array(node) and image_name(image) != path.removeprefix(f"{IMAGES}/"):
@@ -231,6 +290,17 @@ def _check_images(root: zarr.Group, uses: dict[str, list[str]]) -> list[Damage]:
     return found
 
 
+def _image_damage(node: zarr.Array, path: str, err: Exception) -> Exception:
+    """What is damaged in the image ``node`` (its chunk, by zstore's checksums), or
+    ``err`` when its chunk cannot even be fetched (its manifest is damaged)."""
+    try:
+        return chunk_damage(node, f"image {path}") or err
+    except Exception as again:
+        if _not_damage(again):
+            raise
+        return err
+
+
 def _verify_array(trial_id: str, path: str, array: zarr.Array) -> list[Damage]:
     found = []
     read = _reader(trial_id, path, array)
@@ -240,7 +310,9 @@ def _verify_array(trial_id: str, path: str, array: zarr.Array) -> list[Damage]:
     for block in _blocks(array.shape, outer):
         try:
             read(block)
-        except Exception as err:  # any read failure is damage to report
+        except Exception as err:  # a read failure of the data's (not memory, files, ...)
+            if _not_damage(err):
+                raise
             found += _locate(trial_id, path, read, array, block, err)
     return found
 
@@ -289,6 +361,8 @@ def _locate(
         try:
             read(chunk)
         except Exception as inner_err:
+            if _not_damage(inner_err):
+                raise
             coords = tuple(s.start // c for s, c in zip(chunk, inner, strict=True))
             found.append(Damage(trial_id, path, coords, _reason(inner_err)))
     if not found or len(found) == math.prod(
@@ -296,12 +370,16 @@ def _locate(
     ):
         # the whole shard is unreadable (its object, or its index, is damaged)
         coords = tuple(s.start // c for s, c in zip(block, inner, strict=True))
+        if not array.shape:  # a scalar: one value, no shard
+            return [Damage(trial_id, path, coords, _reason(err))]
         return [Damage(trial_id, path, coords, f"shard unreadable: {_reason(err)}")]
     return found
 
 
 def _reason(err: Exception) -> str:
     """What a failed read means, told by the error's type."""
+    if is_corrupt_object(err):  # e.g. its manifest cut short: "incomplete frame"
+        return f"its stored data is damaged ({short_message(err)})"[:300]
     if is_storage_error(err):
         return f"cannot be read: {short_message(err)}"[:300]
     text = str(err)
@@ -317,8 +395,8 @@ def _reason(err: Exception) -> str:
 def _blocks(
     shape: tuple[int, ...], step: tuple[int, ...], within: tuple[slice, ...] | None = None
 ) -> Any:
-    if not shape or 0 in shape:
-        return
+    if 0 in shape:
+        return  # (a scalar, shape (), is one block: the empty region)
     bounds = within or tuple(slice(0, n) for n in shape)
     ranges = [
         range(b.start, min(b.stop, n), s) for b, n, s in zip(bounds, shape, step, strict=True)

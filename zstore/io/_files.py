@@ -1,4 +1,5 @@
-"""Input files must be regular files: opening a FIFO blocks forever, a device never ends."""
+"""Input files must be regular files: opening a FIFO blocks forever, a device never ends;
+and a read that fails for want of a resource is the machine's failure, not the file's."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["check_regular", "file_kind"]
+__all__ = ["check_regular", "file_kind", "input_failure"]
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -34,3 +35,25 @@ def check_regular(path: str | os.PathLike[str], error: type[Exception], fix: str
         )
         raise error(f"{Path(path)} is {file_kind(info.st_mode)}, not a regular file{why}. {fix}")
     return int(info.st_size)
+
+
+def input_failure(
+    err: BaseException, path: str | os.PathLike[str], then: str = ""
+) -> Exception | None:
+    """The error to stop with when reading the input file ``path`` failed for want of a
+    resource (too many open files, memory, permission to read, an I/O error), naming
+    the file and the fix but not blaming its content; None when ``err`` is no such
+    error (the file's own problem, the caller's to say). ``then``: what the failure
+    left ("nothing was stored").
+
+    Examples
+    --------
+    >>> err = input_failure(OSError(24, "Too many open files"), "plane0/F.npy")
+    >>> type(err).__name__, "`ulimit -n" in str(err)
+    ('StoreError', True)
+    >>> input_failure(ValueError("mmap length is greater than file size"), "F.npy") is None
+    True
+    """
+    from ..store import read_failure  # Icechunk is imported only when a read failed
+
+    return read_failure(err, where="", what=f"reading {Path(path)}", then=then)
