@@ -339,7 +339,12 @@ def test_event_windows_refuse_what_would_give_wrong_windows() -> None:
     assert bare.to_xarray().attrs["time_units"] == "frames"
 
 
-def test_layers_named_like_x_or_a_coordinate_keep_their_data() -> None:
+def test_layers_named_like_x_or_a_coordinate_keep_their_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zstore.names import RESERVED_LAYER_NAMES
+
+    monkeypatch.delitem(RESERVED_LAYER_NAMES, "X")  # a layer 'X' an older zstore stored
     exp = zs.create_experiment(icechunk.in_memory_storage(), exp_id="E")
     X = np.zeros((2, 5), dtype="float32")
     adata = zs.AnnotatedData(X)

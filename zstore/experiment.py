@@ -476,7 +476,8 @@ class Experiment:
 
         ``X`` is each trial's X (or ``layer``) concatenated along frames in trial order;
         ``var`` is the trials' var tables with a ``trial`` column (index
-        ``"<trial>:<frame>"``); ``obs`` and the masks are the ROIs' (every trial must have
+        ``"<trial>:<frame>"``; ``trial_id`` instead, with a warning, when a trial's var
+        has its own ``trial``); ``obs`` and the masks are the ROIs' (every trial must have
         the same ROIs); ``uns["fs"]`` when every trial has the same. Ingested trials'
         ``var["time"]`` is session time, so it increases across the concatenation.
         ``trials``: the IDs to join, in that order (one ID as a str; each once; default
@@ -510,10 +511,15 @@ class Experiment:
                 f"trials of the same ROI set (pass trials=[...])"
             )
         blocks = [_matrix(trial, layer) for trial in loaded]
-        var = pd.concat([t.data.var.assign(trial=t.trialID) for t in loaded], axis=0, join="outer")
+        column = _trial_column(loaded)
+        var = pd.concat(
+            [t.data.var.assign(**{column: t.trialID}) for t in loaded], axis=0, join="outer"
+        )
         var.index = pd.Index([f"{t.trialID}:{name}" for t in loaded for name in t.data.var_names])
-        var["trial"] = pd.Categorical(var["trial"], categories=ids)
+        var[column] = pd.Categorical(var[column], categories=ids)
         uns: dict[str, Any] = {"trials": ids, "layer": layer or "X"}
+        if column != "trial":
+            uns["trial_column"] = column
         rates = [t.data.uns.get("fs") for t in loaded]
         if all(isinstance(r, int | float) for r in rates) and len(set(rates)) == 1:
             uns["fs"] = rates[0]  # one frame rate for all: the concatenation has it too
@@ -763,6 +769,26 @@ class Trial:
                 if getattr(value, "origin", None) is not None:
                     _compat.set_aligned(data, attr, key, value)
         self._state = fresh._state
+
+
+def _trial_column(loaded: Sequence[Trial]) -> str:
+    """The var column in which :meth:`Experiment.concat` labels each frame's trial:
+    ``trial``, or, when a trial's var already has a ``trial`` column (a paq channel
+    stored by an older zstore), the first free one of ``trial_id``, ``trial_id_2``, ...
+    (with a warning naming both), so that column's data is kept."""
+    taken = {str(c) for t in loaded for c in t.data.var.columns}
+    if "trial" not in taken:
+        return "trial"
+    column, k = "trial_id", 2
+    while column in taken:
+        column, k = f"trial_id_{k}", k + 1
+    holders = [t.trialID for t in loaded if "trial" in t.data.var.columns]
+    emit_user_warning(
+        f"concat: trial{'s' if len(holders) > 1 else ''} {holders} already have a var column "
+        f"'trial' (kept as it is); each frame's trial is labelled in var[{column!r}] instead "
+        f"(uns['trial_column'] names it)"
+    )
+    return column
 
 
 def _check_layer_arg(layer: Any, *, where: str) -> None:
@@ -1089,12 +1115,18 @@ def compute_dff(
         raise TrialNotFoundError(
             f"trials {unknown} are not in experiment {exp.expID!r}; its trials are {exp.trialIDs}"
         )
-    existing = [tid for tid in ids if equivalent_name(layer, exp.layer_names(tid))]
+    have = [tid for tid in exp.trialIDs if equivalent_name(layer, exp.layer_names(tid))]
+    existing = [tid for tid in ids if tid in have]
     if existing and not overwrite:
+        lacking = [tid for tid in ids if tid not in have]
+        if lacking:  # a run that stopped part-way: how to finish it
+            raise _unfinished_layer(exp, layer, existing, lacking)
         raise LayerExistsError(
-            f"trials {existing} already have a layer {layer!r}; pass overwrite=True "
+            f"trials {existing} already have a layer {shown_name(layer)}; pass overwrite=True "
             f"(--overwrite) to recompute it, or choose another layer name"
         )
+    if have and not overwrite:  # adding to a layer other trials have: the same settings
+        _check_same_settings(exp, layer, have, ids, params, source)
     if source is not None:
         lacking = [tid for tid in ids if not equivalent_name(source, exp.layer_names(tid))]
         if lacking:
@@ -1115,6 +1147,89 @@ def compute_dff(
             trial.data.add_layer(layer, dff)
             trial.save(progress=bar if bar is not None else False)
     return ids
+
+
+def _stored_dff_settings(exp: Experiment, layer: str, tids: Sequence[str]) -> dict[str, Any]:
+    """Each trial's recorded dF/F settings of ``layer`` (None: no normalize_dff record)."""
+    from .processing.dff import recorded_settings
+
+    out: dict[str, Any] = {}
+    for tid in tids:
+        records = exp.load_trial(tid).data.uns.get("processing")
+        records = records if isinstance(records, Mapping) else {}
+        key = equivalent_name(layer, [str(k) for k in records])
+        out[tid] = recorded_settings(records.get(key)) if key is not None else None
+    return out
+
+
+def _settings_groups(settings: Mapping[str, Any]) -> str:
+    """``normalize_pct=50 and baseline='percentile'``, or, when the trials differ, each
+    setting with its trials."""
+    from .processing.dff import settings_text
+
+    groups: dict[str, list[str]] = {}
+    for tid, found in settings.items():
+        text = settings_text(found) if found is not None else "settings zstore has no record of"
+        groups.setdefault(text or "normalize_dff's defaults", []).append(tid)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{text} (trials {tids})" for text, tids in groups.items())
+
+
+def _unfinished_layer(
+    exp: Experiment, layer: str, have: Sequence[str], lacking: Sequence[str]
+) -> LayerExistsError:
+    """The error for a layer some chosen trials have and others lack (a run that stopped
+    part-way), with the stored settings to finish it with."""
+    stored = _stored_dff_settings(exp, layer, have)
+    found = [s for s in stored.values() if s is not None]
+    made = _settings_groups(stored)
+    same = (
+        f" and {made}"
+        if found and len(found) == len(stored) and all(s == found[0] for s in found)
+        else ""
+    )
+    total = len(have) + len(lacking)
+    return LayerExistsError(
+        f"compute_dff: layer {shown_name(layer)} exists in {len(have)} of the {total} "
+        f"trials, computed with {made} (an earlier run stopped part-way?); it is missing "
+        f"from {', '.join(shown_name(t) for t in lacking[:10])}"
+        f"{' ...' if len(lacking) > 10 else ''}: to finish "
+        f"it, pass trials={list(lacking)}{same} (the stored settings); or overwrite=True "
+        f"to recompute every trial"
+    )
+
+
+def _check_same_settings(
+    exp: Experiment,
+    layer: str,
+    have: Sequence[str],
+    ids: Sequence[str],
+    params: Mapping[str, Any],
+    source: str | None,
+) -> None:
+    """Refuse to add ``layer`` to trials ``ids`` with other dF/F settings than those it
+    was computed with in the trials ``have`` (one layer, one setting)."""
+    from .processing.dff import differing_settings, settings_text
+
+    requested = {**params, "source": "X" if source is None else f"layers/{source}"}
+    stored = _stored_dff_settings(exp, layer, have)
+    differ = {
+        tid: s for tid, s in stored.items() if s is not None and differing_settings(s, requested)
+    }
+    if not differ:
+        return
+    keys = sorted({k for s in differ.values() for k in differing_settings(s, requested)})
+    wanted = settings_text(requested) or "normalize_dff's defaults"
+    made = _settings_groups(differ)
+    raise LayerExistsError(
+        f"compute_dff: layer {shown_name(layer)} of trials {list(differ)[:10]} was computed "
+        f"with {made}, and this call would add it to trials {list(ids)[:10]} with {wanted} "
+        f"({', '.join(keys)} differ{'s' if len(keys) == 1 else ''}): one layer would hold "
+        f"dF/F of two settings (nothing was written). To add these trials, pass the "
+        f"stored settings: {made}; or overwrite=True without trials= to recompute every "
+        f"trial with the new ones; or choose another layer name"
+    )
 
 
 def _checked_dff_params(
@@ -1195,8 +1310,8 @@ def _compute_dff_collection(
         ]
         raise LayerExistsError(
             f"trials {existing[:10]}{' ...' if len(existing) > 10 else ''} already have a "
-            f"layer {layer!r}; pass overwrite=True (--overwrite) to recompute it, or choose "
-            f"another layer name"
+            f"layer {shown_name(layer)}; pass overwrite=True (--overwrite) to recompute it, or "
+            f"choose another layer name"
         )
     if source is not None:
         lacking = [

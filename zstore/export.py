@@ -14,12 +14,14 @@ its folder must). A failed export removes its temporary; a killed one leaves it,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import functools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,6 +40,7 @@ from .experiment import Experiment
 from .names import equivalent_name, stored_name
 from .progress import ProgressOption, reporting
 from .publish import check_target, publishing
+from .store import source_errors
 from .trialio import write_trial
 from .validate import name_list, progress_option, shown, trial_ids
 
@@ -112,6 +115,11 @@ def export(
     with (
         reporting(progress, desc=f"export {label}", label=label) as report,
         publishing(target, what="export to") as temporary,
+        source_errors(  # a chunk of exp that cannot be read: not the target's failure
+            exp.location,
+            what=f"reading it for the export to {target}",
+            then=f"nothing was exported ({target} was not written)",
+        ),
     ):
         if suffix == ".h5ad":
             _write_h5ad(adata, temporary, report)
@@ -154,38 +162,189 @@ def _write_h5ad(
     adata: AnnotatedData, where: Path, report: Callable[[int, int], None] | None
 ) -> None:
     plain = plain_anndata(adata)
-    if report is None:
-        plain.write_h5ad(where)
+    # keyed by the matrix's path in the file: a layer named "X" (which older stores may
+    # hold) is "layers/X", never X itself
+    matrices = {"X": plain.X, **{f"layers/{name}": plain.layers[name] for name in plain.layers}}
+    _check_room(where, sum(int(getattr(m, "nbytes", 0)) for m in matrices.values()))
+    with _GuardedFile(where) as file:
+        # anndata writes a dask matrix block by block: count the blocks as they are read,
+        # and stop at the first block after a write failed.
+        total = sum(m.npartitions if isinstance(m, da.Array) else 1 for m in matrices.values())
+        ticks = _Ticks(report, total, file)
+        for path, m in matrices.items():
+            if isinstance(m, da.Array):
+                counted = da.map_blocks(
+                    functools.partial(ticks, path),
+                    m,
+                    meta=m._meta,
+                    name=f"export-{uuid.uuid4().hex}",
+                )
+                if path == "X":
+                    plain.X = counted
+                else:
+                    plain.layers[path.removeprefix("layers/")] = counted
+        if report is not None:
+            report(0, total)
+        with _hdf5(file) as f:
+            _write_anndata_h5(plain, f)
+    if report is not None:
+        report(total, total)
+
+
+@contextlib.contextmanager
+def hdf5_file(path: Path) -> Iterator[Any]:
+    """A new HDF5 file at ``path`` (an ``h5py.File``) whose failed writes (a full disk,
+    a file-size limit) are raised as one ``OSError`` naming ``path``, once HDF5 has
+    closed the file cleanly (h5py alone prints hundreds of lines and may crash)."""
+    with _GuardedFile(path) as file, _hdf5(file) as h5:
+        yield h5
+
+
+@contextlib.contextmanager
+def _hdf5(file: _GuardedFile) -> Iterator[Any]:
+    import h5py
+
+    try:
+        with h5py.File(file, "w") as h5:
+            yield h5
+    except Exception:
+        if file.failure is None:
+            raise
+    file.raise_failure()
+
+
+def _write_anndata_h5(plain: Any, f: Any) -> None:
+    """``plain.write_h5ad`` into the h5py File ``f`` (anndata's takes only a path)."""
+    from anndata.io import write_elem
+
+    plain.strings_to_categoricals()  # as write_h5ad does
+    f.attrs["encoding-type"] = "anndata"
+    f.attrs["encoding-version"] = "0.1.0"
+    write_elem(f, "X", plain.X)
+    for key in ("obs", "var"):
+        write_elem(f, key, getattr(plain, key))
+    for key in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
+        write_elem(f, key, dict(getattr(plain, key)))
+
+
+def _check_room(where: Path, nbytes: int) -> None:
+    """Refuse, before writing, an .h5ad of about ``nbytes`` (uncompressed matrices) that
+    cannot fit: more than the disk's free space or the file-size limit (``ulimit -f``)."""
+    import shutil
+
+    from .display import format_bytes
+
+    needed = f"the export needs about {format_bytes(nbytes)}"
+    free = shutil.disk_usage(where.parent).free
+    if nbytes > free:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device: {needed}, {format_bytes(free)} free",
+            str(where),
+        )
+    try:
+        import resource
+    except ImportError:  # Windows: no file-size limit
         return
-    # anndata writes a dask matrix block by block: count the blocks as they are read.
-    matrices = {"X": plain.X, **{name: plain.layers[name] for name in plain.layers}}
-    total = sum(m.npartitions if isinstance(m, da.Array) else 1 for m in matrices.values())
-    ticks = _Ticks(report, total)
-    for name, m in matrices.items():
-        if isinstance(m, da.Array):
-            counted = da.map_blocks(
-                functools.partial(ticks, name), m, meta=m._meta, name=f"export-{uuid.uuid4().hex}"
-            )
-            if name == "X":
-                plain.X = counted
-            else:
-                plain.layers[name] = counted
-    report(0, total)
-    plain.write_h5ad(where)
-    report(total, total)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and nbytes > limit:
+        raise OSError(
+            errno.EFBIG,
+            f"File too large: {needed}, the file-size limit is {format_bytes(limit)}",
+            str(where),
+        )
+
+
+class _WriteFailed(Exception):
+    """Raised into anndata's write once a write to the .h5ad failed, to stop it early."""
+
+
+class _GuardedFile:
+    """The .h5ad file as HDF5 writes it (h5py's file-object driver), keeping the first
+    failed write (a full disk, a file-size limit) instead of passing it to HDF5.
+
+    A failed write inside HDF5 leaves its objects unable to close: h5py then prints
+    hundreds of lines while they are freed and can crash the interpreter. Here HDF5
+    sees every write succeed (those after the first failure are dropped), closes the
+    file cleanly, and the export raises the failure (the file is then removed).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.failure: OSError | None = None
+        self._file = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed by __exit__
+
+    def __enter__(self) -> _GuardedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._file.close()
+        except OSError as err:
+            self._fail(err)
+
+    def _fail(self, err: OSError) -> None:
+        if self.failure is None:
+            self.failure = err
+
+    def raise_failure(self) -> None:
+        """Raise the first failed write, naming the file."""
+        if self.failure is not None:
+            err = self.failure
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while self.failure is None and done < len(view):
+            try:
+                done += self._file.write(view[done:]) or 0
+            except OSError as err:
+                self._fail(err)
+        return len(view)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size) or b""
+
+    def readinto(self, buffer: Any) -> int:
+        return self._file.readinto(buffer) or 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.failure is None:
+            try:
+                return self._file.truncate(size)
+            except OSError as err:
+                self._fail(err)
+        return self.tell() if size is None else size
+
+    def flush(self) -> None:
+        return None  # unbuffered: every write went to the system already
 
 
 class _Ticks:
     """Passes blocks through, reporting ``(done, total)`` after each block of a matrix
     is read (each counted once, whatever reads it)."""
 
-    def __init__(self, report: Callable[[int, int], None], total: int) -> None:
-        self._report, self._total = report, total
+    def __init__(
+        self,
+        report: Callable[[int, int], None] | None,
+        total: int,
+        file: _GuardedFile | None = None,
+    ) -> None:
+        self._report, self._total, self._file = report, total, file
         self._seen: set[tuple[str, tuple[int, ...]]] = set()
         self._lock = threading.Lock()
 
     def __call__(self, matrix: str, block: Any, block_id: tuple[int, ...] | None = None) -> Any:
-        if block_id is None:
+        if self._file is not None and self._file.failure is not None:
+            raise _WriteFailed(str(self._file.failure))  # stop reading: the file failed
+        if block_id is None or self._report is None:
             return block
         with self._lock:
             self._seen.add((matrix, block_id))
@@ -227,6 +386,9 @@ def _source(
             f"{ONE_ROI_SET_HINT}"
         )
     have = {t: list(d.layers) for t, d in loaded.items()}
+    if wanted is not None:  # a name in another Unicode form than the stored one (NFD)
+        stored = [n for names in have.values() for n in names]
+        wanted = [equivalent_name(w, stored) or w for w in wanted]
     _check_layers(exp, have, wanted)
     common = [n for n in first.layers if all(n in d.layers for d in loaded.values())]
     data = exp.concat(trials=ids)
@@ -241,7 +403,10 @@ def _check_layers(exp: Experiment, have: dict[str, list[str]], wanted: list[str]
     """Every wanted layer in every trial, or an error naming what is missing and stored."""
     if wanted is None:
         return
-    missing = {t: [n for n in wanted if n not in names] for t, names in have.items()}
+    missing = {
+        t: [n for n in wanted if n not in names and equivalent_name(n, names) is None]
+        for t, names in have.items()
+    }
     missing = {t: names for t, names in missing.items() if names}
     if not missing:
         return

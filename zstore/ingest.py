@@ -28,23 +28,26 @@ from .errors import (
     InvalidArgumentError,
     InvalidNameError,
     PaqFormatError,
+    PathNotFoundError,
     ReadOnlyError,
     Suite2pFormatError,
     emit_user_warning,
 )
 from .experiment import Experiment
-from .io._files import check_regular
+from .io._files import check_regular, input_failure
 from .io.paq import PaqData, frame_times, read_paq
 from .io.suite2p import (
     MASK_FIELDS,
     Suite2pPlane,
     TrialRange,
     TrialSpec,
+    check_folder,
     file_name,
     open_suite2p,
     plan_trials,
+    stat_column_names,
 )
-from .names import check_name, suggest_name
+from .names import check_column, check_name, suggest_name
 from .opening import create_with_trials, plain_metadata
 from .processing import neuropil_correct
 from .progress import ProgressOption, reporting
@@ -315,11 +318,7 @@ def find_planes(path: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     [(0, 'plane0'), (1, 'plane1')]
     """
     folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"Suite2p folder {folder} does not exist; pass a plane folder (.../suite2p/plane0) "
-            f"or a suite2p folder holding plane0, plane1, ..."
-        )
+    check_folder(folder)  # a file, a broken link or nothing: PathNotFoundError
     if any((folder / f"{name}.npy").exists() for name in ("F", "stat", "iscell")):
         return [(_plane_index(folder), folder)]
     planes = sorted(
@@ -522,24 +521,24 @@ def _check_paq_map(
     if paq is None:
         return {}
     if not isinstance(paq, Mapping):
-        raise TypeError(f"paq must map trial IDs to .paq files, got {type(paq).__name__}")
+        raise ArgumentTypeError(f"paq must map trial IDs to .paq files, got {type(paq).__name__}")
     ids = [r.trial_id for r in ranges]
     unknown = sorted(set(paq) - set(ids))
     if unknown:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"paq names trials {unknown} that are not in the run; its trials are {ids}"
         )
     files = {}
     for tid, file in paq.items():
         if not isinstance(file, str | os.PathLike):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"paq[{tid!r}] is {type(file).__name__} {file!r}; expected the path of the "
                 f"trial's .paq file (a str or pathlib.Path)"
             )
         files[tid] = Path(file)
     missing = {tid: str(p) for tid, p in files.items() if not p.exists()}
     if missing:
-        raise FileNotFoundError(
+        raise PathNotFoundError(
             f"paq files not found: {missing}; paq= maps trial IDs to existing .paq files"
         )
     for file in files.values():  # before anything is opened: a FIFO would hang
@@ -592,6 +591,7 @@ def _stat_columns(rois: np.ndarray, keep: np.ndarray, file: Path) -> dict[str, A
     fields: dict[str, None] = {}
     for roi in rois:
         fields.update(dict.fromkeys(roi))
+    names = stat_column_names(fields, file)  # stat keys named like zstore's own columns
     columns: dict[str, Any] = {}
     for key in fields:
         if key in _ARRAY_FIELDS:
@@ -618,9 +618,10 @@ def _stat_columns(rois: np.ndarray, keep: np.ndarray, file: Path) -> dict[str, A
             )
         _check_column_name(key, file, int(keep[next(i for i, r in enumerate(rois) if key in r)]))
         if "text" in kinds:
-            columns[key] = pd.array(values, dtype="string") if "missing" in kinds else values
+            text = pd.array(values, dtype="string") if "missing" in kinds else values
+            columns[names[key]] = text
         else:
-            columns[key] = _numbers([np.nan if v is None else v for v in values])
+            columns[names[key]] = _numbers([np.nan if v is None else v for v in values])
     return columns
 
 
@@ -658,11 +659,14 @@ def _value_kind(value: Any) -> str:
 
 def _check_column_name(key: str, file: Path, entry: int) -> None:
     try:
-        check_name(key, kind="obs column name")
+        check_column(key, kind="obs column name")
     except InvalidNameError as err:
+        why = str(err).split(" cannot be stored: ", 1)[-1].split("; ", 1)[0]  # the reason
+        new = "index_" if key == "_index" else suggest_name(key)
+        to = f" (e.g. to {new!r})" if new not in (None, key) else ""
         raise Suite2pFormatError(
-            f"{file} entry {entry}: its key {key!r} cannot be an obs column ({err}). "
-            f"Rename the key in every entry of stat.npy, or re-export it from suite2p"
+            f"{file} entry {entry}: its key {key!r} cannot be an obs column ({why}). "
+            f"Rename the key{to} in every entry of stat.npy, or re-export it from suite2p"
         ) from None
 
 
@@ -788,6 +792,9 @@ class _TraceReader:
         except Suite2pFormatError as err:
             raise Suite2pFormatError(f"{changed}: {err}") from None
         except Exception as err:  # truncated: "mmap length is greater than file size", ...
+            failure = input_failure(err, self.path, then="nothing was stored")
+            if failure is not None:  # too many open files, no memory: not the file's fault
+                raise failure from None
             raise Suite2pFormatError(
                 f"{changed}: it is truncated or damaged ({err}); {fix}"
             ) from None
@@ -866,18 +873,25 @@ def _column_names(paq: PaqData) -> list[str]:
     return names
 
 
+#: var columns zstore fills itself, and why a paq channel may not take their name.
+_ZSTORE_VAR_COLUMNS = {
+    "time": "zstore's own frame times are 'time'",
+    "trial": "exp.concat() and concatenated exports label each frame's trial in 'trial'",
+}
+
+
 def _channel_column(name: str, i: int) -> tuple[str, str]:
     """A var column name for channel ``i`` named ``name``, and why it differs ('' if not):
     the name itself, else the close name :func:`zstore.names.suggest_name` gives (``a_b``
     for ``a/b``), else ``channel_<i>``."""
-    if name == "time":
-        return "paq_time", "zstore's own frame times are 'time'"
+    if name in _ZSTORE_VAR_COLUMNS:
+        return f"paq_{name}", _ZSTORE_VAR_COLUMNS[name]
     try:
-        return check_name(name, kind="var column"), ""
+        return check_column(name, kind="var column"), ""
     except InvalidNameError as err:
         why = str(err).split(" cannot be stored: ", 1)[-1].split("; ", 1)[0]  # the reason
     suggested = suggest_name(name)
-    if suggested is None or suggested == "time":
+    if suggested is None or suggested == "_index" or suggested in _ZSTORE_VAR_COLUMNS:
         return f"channel_{i}", why
     return suggested, why
 

@@ -15,7 +15,8 @@ So a name must be the same key everywhere and for everyone (docs/FORMAT.md, "Nam
 - not starting with ``__`` (reserved by Zarr), not a Zarr metadata document's name
   (``zarr.json``, ``.zgroup``, ...), not a Windows device name (``CON``, ``NUL``, ``COM1``,
   ``LPT1``, ..., also with an extension: ``nul.txt``);
-- at most :data:`MAX_NAME_BYTES` (128) bytes in UTF-8.
+- at most :data:`MAX_NAME_BYTES` (128) bytes in UTF-8;
+- a layer name is not one of :data:`RESERVED_LAYER_NAMES` (``X``: the main matrix).
 
 New names are checked (:func:`check_name`) and refused with a suggestion; they are never
 renamed silently, so the name in the caller's hands is the stored key. Names already in
@@ -35,6 +36,7 @@ from .errors import InvalidNameError
 
 __all__ = [
     "MAX_NAME_BYTES",
+    "RESERVED_LAYER_NAMES",
     "check_column",
     "check_name",
     "equivalent_name",
@@ -57,6 +59,14 @@ _RESERVED = frozenset('<>:"|?*')
 _SEPARATORS = frozenset("/\\")
 #: Windows device names: a file of that name (with any extension) is the device.
 _DEVICE = re.compile(r"(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|COM[0-9¹²³]|LPT[0-9¹²³])", re.IGNORECASE)
+#: Layer names zstore refuses, and why: a layer of that name would be taken for, or would
+#: replace, something else when the trial is read, shown or exported.
+RESERVED_LAYER_NAMES = {
+    "X": "'X' names the trial's main matrix (the raw fluorescence), which every reader, "
+    "export and plot takes X to mean (layer='X' is X); a layer named 'X' would shadow it",
+}
+#: The ``kind`` words under which layer names are checked.
+_LAYER_KINDS = frozenset({"layer", "layer name"})
 _GENERIC_FIX = "use letters, digits, '-', '_' or '.' (for example 't-005')"
 
 
@@ -77,6 +87,11 @@ def check_name(name: object, *, kind: str, of: str = "") -> str:
     problem = _legacy_problem(text) or _portable_problem(text)
     if problem is not None:
         raise InvalidNameError(f"{label} cannot be stored: {problem.what}; {_fix(text, problem)}")
+    if kind in _LAYER_KINDS and text in RESERVED_LAYER_NAMES:
+        raise InvalidNameError(
+            f"{label} cannot be stored: {RESERVED_LAYER_NAMES[text]}; use another name, "
+            f"e.g. {text + '_layer'!r}"
+        )
     return text
 
 

@@ -14,26 +14,48 @@ Both become one flat ``ops`` mapping: top-level keys first, then keys of nested 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from ..errors import Suite2pFormatError, emit_user_warning
-from ._files import check_regular
+from ..errors import (
+    InvalidArgumentError,
+    PathNotFoundError,
+    Suite2pFormatError,
+    emit_user_warning,
+)
+from ._files import check_regular, input_failure
 from .safe_pickle import load_pickled_npy
 
-__all__ = ["Suite2pPlane", "TrialRange", "file_name", "file_stem", "open_suite2p", "plan_trials"]
+__all__ = [
+    "DERIVED_COLUMNS",
+    "Suite2pPlane",
+    "TrialRange",
+    "check_folder",
+    "file_name",
+    "file_stem",
+    "open_suite2p",
+    "plan_trials",
+    "stat_column_names",
+]
 
 TRACES = ("F", "Fneu", "spks")
 V1_FILES = ("db", "settings", "reg_outputs", "detect_outputs")
 #: stat fields that hold one ROI's pixels: numbers, one per pixel, as many in each
 MASK_FIELDS = ("ypix", "xpix", "lam")
 _REEXPORT = "re-export the plane folder from suite2p"
+#: ops ``fs`` (Hz) that can be an imaging frame rate; a positive fs outside is refused.
+FS_RANGE = (0.01, 100_000.0)
+#: obs columns zstore makes itself: ``med`` becomes ``med_y``, ``med_x``; iscell.npy
+#: becomes ``iscell`` (label) and ``iscell_prob`` (classifier probability)
+DERIVED_COLUMNS = ("med_y", "med_x", "iscell", "iscell_prob")
+_PLANE_FILES = "F.npy, Fneu.npy, spks.npy, iscell.npy, stat.npy and ops.npy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +112,15 @@ class Suite2pPlane:
         value = self.ops.get("fs")
         if value is None:
             return None
-        return _one_number(value, self.ops_source("fs"), "the frame rate in Hz (e.g. 30.0)")
+        where = self.ops_source("fs")
+        fs = _one_number(value, where, "the frame rate in Hz (e.g. 30.0)")
+        if np.isfinite(fs) and fs > 0 and not FS_RANGE[0] <= fs <= FS_RANGE[1]:
+            raise Suite2pFormatError(
+                f"{where} is {fs!r}; expected the frame rate in Hz, between {FS_RANGE[0]:g} "
+                f"and {FS_RANGE[1]:g} for imaging (e.g. 30.0). Correct it in that file "
+                f"(ops['fs'] = <frames per second>; np.save it again), or {_REEXPORT}"
+            )
+        return fs
 
 
 def open_suite2p(plane_dir: str | os.PathLike[str]) -> Suite2pPlane:
@@ -106,11 +136,9 @@ def open_suite2p(plane_dir: str | os.PathLike[str]) -> Suite2pPlane:
     (8, 90, [50, 40])
     """
     path = Path(plane_dir)
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"Suite2p plane folder {path} does not exist; pass the folder that holds F.npy "
-            f"(usually .../suite2p/plane0)"
-        )
+    check_folder(path, "Suite2p plane folder")
+    for name in (*TRACES, "iscell", "stat", "ops", *V1_FILES):
+        _check_link(path / f"{name}.npy")
     missing = [f"{n}.npy" for n in (*TRACES, "iscell", "stat") if not (path / f"{n}.npy").exists()]
     if missing:
         raise Suite2pFormatError(
@@ -132,11 +160,61 @@ def open_suite2p(plane_dir: str | os.PathLike[str]) -> Suite2pPlane:
     return plane
 
 
+def check_folder(path: Path, what: str = "Suite2p folder") -> None:
+    """Refuse a ``path`` that is not a folder (missing, a file, a broken link) with a
+    PathNotFoundError saying which folder to pass instead."""
+    if path.is_dir():
+        return
+    usual = (
+        f"pass a plane folder (.../suite2p/plane0, the one holding {_PLANE_FILES}) or a "
+        f"suite2p folder holding plane0, plane1 and so on"
+    )
+    link = _link_problem(path)
+    if link is not None:
+        raise PathNotFoundError(f"{what} {path} is {link}; {usual}")
+    if path.exists():
+        parent = path.parent
+        holds = " (it holds F.npy)" if (parent / "F.npy").exists() else ""
+        raise PathNotFoundError(
+            f"{what} {path} is a file, but a folder was expected: {usual}. Pass the folder "
+            f"that holds the file instead: {parent}{holds}"
+        )
+    raise PathNotFoundError(f"{what} {path} does not exist; {usual}")
+
+
+def _link_problem(path: Path) -> str | None:
+    """Why the symbolic link ``path`` cannot be followed (dangling, a loop), or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as err:
+        target = os.readlink(path)
+        if err.errno == errno.ELOOP:
+            return f"a symbolic link to {target} that loops back to itself (a symlink loop)"
+        if isinstance(err, FileNotFoundError):
+            return f"a symbolic link to {target}, which does not exist (a dangling symlink)"
+        return f"a symbolic link to {target} that cannot be followed ({err.strerror})"
+    return None
+
+
+def _check_link(file: Path) -> None:
+    problem = _link_problem(file)
+    if problem is not None:
+        raise Suite2pFormatError(
+            f"{file} is {problem}. Point the link at the real {file.name}, or copy the "
+            f"real file there"
+        )
+
+
 def _load_matrix(file: Path, ndim: int | None = 2) -> np.ndarray:
     try:
         arr = np.load(file, mmap_mode="r", allow_pickle=False)
     except OSError as err:
-        raise Suite2pFormatError(f"{file} could not be read: {err}") from None
+        # too many open files, no permission to read: said as such, not as a bad file
+        raise input_failure(err, file) or Suite2pFormatError(
+            f"{file} could not be read: {err}"
+        ) from None
     except Exception as err:  # numpy's header parser raises a zoo (EOFError, SyntaxError, ...)
         raise Suite2pFormatError(
             f"{file} is not a numeric .npy array ({err}); it may be truncated or not a "
@@ -156,6 +234,16 @@ def _load_iscell(file: Path, n_rois: int) -> np.ndarray:
     1-D) is read with NaN probabilities, if every label is 0 or 1 (else it could be
     probabilities: refused)."""
     iscell = np.asarray(_load_matrix(file, ndim=None))
+    if iscell.ndim == 2 and iscell.shape[1] not in (1, 2):
+        raise Suite2pFormatError(
+            f"{file} has shape {iscell.shape}: {iscell.shape[1]} columns, not the expected "
+            f"({n_rois}, 2), one row per ROI of F.npy with columns (is-cell label 0 or 1, "
+            f"classifier probability). Re-export it from suite2p; or save the "
+            f"two columns with np.save(..., np.column_stack([labels, probabilities]))"
+        )
+    if iscell.ndim == 2 and iscell.shape[1] == 2:
+        _check_labels(iscell[:, 0], file)
+        _check_probabilities(iscell[:, 1], file)
     if iscell.shape not in ((n_rois,), (n_rois, 1)) or n_rois == 0:
         return iscell  # (n_rois, 2), or checked against F with the other files
     labels = iscell.reshape(n_rois).astype(np.float64)
@@ -163,8 +251,8 @@ def _load_iscell(file: Path, n_rois: int) -> np.ndarray:
         odd = labels[~np.isin(labels, (0.0, 1.0))]
         raise Suite2pFormatError(
             f"{file} has shape {iscell.shape}: one column, whose values are not all 0 or 1 "
-            f"(e.g. {odd[:3].tolist()}); expected ({n_rois}, 2) = (is-cell label, "
-            f"probability). Re-export it from suite2p, or save the labels (0 or 1) with "
+            f"(e.g. {odd[:3].tolist()}), not the expected ({n_rois}, 2) = (is-cell label, "
+            f"probability). Re-export it from suite2p; or save the labels (0 or 1) with "
             f"np.save(..., np.column_stack([labels, probabilities]))"
         )
     emit_user_warning(
@@ -172,6 +260,40 @@ def _load_iscell(file: Path, n_rois: int) -> np.ndarray:
         f"probabilities; obs['iscell_prob'] is NaN"
     )
     return np.column_stack([labels, np.full(n_rois, np.nan)])
+
+
+def _check_labels(labels: np.ndarray, file: Path) -> None:
+    """Every is-cell label (iscell.npy column 0) is 0 or 1, else an error naming the rows."""
+    values = labels.astype(np.float64)
+    bad = np.flatnonzero(~np.isin(values, (0.0, 1.0)))
+    if len(bad):
+        rows = bad[:10].tolist()
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise Suite2pFormatError(
+            f"{file}: the is-cell label (column 0) of ROI row(s) {rows}{more} is "
+            f"{values[bad[:3]].tolist()}; expected 0 (not a cell) or 1 (a cell) in every "
+            f"row. Label those ROIs in suite2p's GUI and save again, or set column 0 to 0 "
+            f"or 1 and np.save the file"
+        )
+
+
+def _check_probabilities(probs: np.ndarray, file: Path) -> None:
+    """Every classifier probability (iscell.npy column 1) is in [0, 1], else an error
+    naming the rows. A column that is NaN throughout (labels saved without
+    probabilities) is accepted: obs['iscell_prob'] is then NaN."""
+    values = probs.astype(np.float64)
+    if np.isnan(values).all():
+        return
+    bad = np.flatnonzero(~((values >= 0.0) & (values <= 1.0)))
+    if len(bad):
+        rows = bad[:10].tolist()
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise Suite2pFormatError(
+            f"{file}: the classifier probability (column 1) of ROI row(s) {rows}{more} is "
+            f"{values[bad[:3]].tolist()}; expected a number from 0 to 1 in every row (or NaN "
+            f"in every row, for labels without probabilities). Re-export iscell.npy from "
+            f"suite2p, or set column 1 to probabilities in [0, 1] and np.save the file"
+        )
 
 
 def _load_ops(path: Path) -> tuple[dict[str, Any], dict[str, str], str]:
@@ -283,6 +405,8 @@ def _numeric(value: Any) -> np.ndarray | None:
         arr = np.asarray(value)
     except (ValueError, TypeError):  # ragged nested lists
         return None
+    if arr.dtype.kind == "O" and arr.size and all(_is_int(v) for v in arr.flat):
+        return arr.astype(np.float64)  # Python ints beyond int64 (10**30): read as floats
     return arr if arr.dtype.kind in "biuf" else None
 
 
@@ -353,11 +477,27 @@ def _one_number(value: Any, where: str, meaning: str) -> float:
 def _whole_number(value: Any, where: str, meaning: str) -> int:
     number = _one_number(value, where, meaning)
     if not np.isfinite(number) or number < 0 or number != int(number):
+        shown = _describe(value) if isinstance(value, np.ndarray) else repr(value)
         raise Suite2pFormatError(
-            f"{where} is {value!r}; expected a whole number >= 0, {meaning}. Correct it in "
+            f"{where} is {shown}; expected a whole number >= 0, {meaning}. Correct it in "
             f"that file, or {_REEXPORT}"
         )
     return int(number)
+
+
+def _check_nplanes(plane: Suite2pPlane) -> None:
+    """ops ``nplanes`` (planes of the run, for each plane's time offset): one whole number
+    >= 1 when present."""
+    value = plane.ops.get("nplanes")
+    if value is None:
+        return
+    where, meaning = plane.ops_source("nplanes"), "the number of planes of the run (1 or more)"
+    number = _one_number(value, where, meaning) if np.ndim(value) == 0 else None
+    if number is None or not np.isfinite(number) or number < 1 or number != int(number):
+        raise Suite2pFormatError(
+            f"{where} is {_describe(value)}; expected one whole number >= 1, {meaning}. "
+            f"Correct it in that file, or {_REEXPORT}"
+        )
 
 
 def _check_consistency(plane: Suite2pPlane) -> None:
@@ -388,15 +528,24 @@ def _check_consistency(plane: Suite2pPlane) -> None:
     files = plane.file_list  # each of these raises if its ops value is not usable
     plane.fs  # noqa: B018
     fpf = plane.frames_per_file
+    _check_nplanes(plane)
     nframes = plane.ops.get("nframes")
+    raw = nframes.item() if isinstance(nframes, np.generic) else nframes  # for messages
     if nframes is not None:
-        nframes = _whole_number(
-            nframes, plane.ops_source("nframes"), "the number of frames of the run"
-        )
+        meaning = f"the number of frames of the run (F.npy has {n_frames})"
+        nframes = _whole_number(nframes, plane.ops_source("nframes"), meaning)
     if fpf is not None and nframes is not None and sum(fpf) != nframes:
         raise Suite2pFormatError(
             f"ops['frames_per_file'] sums to {sum(fpf)} frames but ops['nframes'] is "
-            f"{nframes} in {where}; the settings files do not match this run"
+            f"{raw!r} in {where}; the settings files do not match this run (F.npy has "
+            f"{n_frames} frames). Correct them in {plane.ops_source('nframes')}, or "
+            f"{_REEXPORT}"
+        )
+    if nframes is not None and nframes != n_frames:
+        raise Suite2pFormatError(
+            f"{plane.ops_source('nframes')} is {raw!r}; expected a whole number >= 0 "
+            f"matching F.npy's frame count ({n_frames}). The settings files do not match "
+            f"the traces: correct nframes in that file, or {_REEXPORT}"
         )
     if fpf is not None and sum(fpf) != n_frames:
         raise Suite2pFormatError(
@@ -438,7 +587,7 @@ def plan_trials(plane: Suite2pPlane, trials: TrialSpec = None) -> list[TrialRang
         ranges = _one_trial_per_file(plane)
     else:
         if not isinstance(trials, Mapping) or not trials:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "trials must be None, {trial_id: [file names]} or {trial_id: (start, stop)}, "
                 f"got {trials!r}"
             )
@@ -465,9 +614,10 @@ def _one_trial_per_file(plane: Suite2pPlane) -> list[TrialRange]:
     stems = [file_stem(f) for f in files]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
-        raise ValueError(
-            f"files of the run share the stems {dupes}, so they cannot name trials; pass "
-            f"trials={{trial_id: [file names]}}"
+        key = "filelist" if "filelist" in plane.ops else "file_list"
+        raise Suite2pFormatError(
+            f"files of the run share the stems {dupes}, so they cannot name trials "
+            f"({plane.ops_source(key)}); pass trials={{trial_id: [file names]}}"
         )
     for file, stem in zip(files, stems, strict=True):
         try:
@@ -503,14 +653,14 @@ def _range_of(plane: Suite2pPlane, trial_id: str, spec: Any) -> TrialRange:
     if isinstance(spec, str):
         spec = [spec]
     if not isinstance(spec, Sequence) or not spec or not all(isinstance(f, str) for f in spec):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"trial {trial_id!r}: expected a list of file names or a (start, stop) frame "
             f"range, got {spec!r}"
         )
     files, offsets = _file_offsets(plane)
     index = [_find_file(files, name, trial_id) for name in spec]
     if sorted(index) != list(range(min(index), max(index) + 1)) or len(set(index)) != len(index):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"trial {trial_id!r}: its files {list(spec)} are not consecutive in the run "
             f"(run order: {[file_name(f) for f in files]}); a trial must be one contiguous "
             f"block of frames"
@@ -526,7 +676,7 @@ def _find_file(files: list[str], name: str, trial_id: str) -> int:
         hits = [i for i, f in enumerate(files) if key(f) == name]
         if len(hits) == 1:
             return hits[0]
-    raise ValueError(
+    raise InvalidArgumentError(
         f"trial {trial_id!r}: file {name!r} is not in the run's file list; the files are "
         f"{[file_name(f) for f in files]}"
     )
@@ -542,14 +692,62 @@ def _check_ranges(ranges: list[TrialRange], plane: Suite2pPlane) -> None:
     for r in ranges:
         check_name(r.trial_id, kind="trial ID")
         if not 0 <= r.start < r.stop <= plane.n_frames:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"trial {r.trial_id!r}: frames [{r.start}, {r.stop}) are not a non-empty "
-                f"range within the run's {plane.n_frames} frames"
+                f"range within the run's {plane.n_frames} frames: {_range_problem(r, plane)}"
             )
     ordered = sorted(ranges, key=lambda r: r.start)
     for a, b in itertools.pairwise(ordered):
         if b.start < a.stop:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"trials {a.trial_id!r} [{a.start}, {a.stop}) and {b.trial_id!r} "
                 f"[{b.start}, {b.stop}) overlap; each frame belongs to one trial"
             )
+
+
+def _range_problem(r: TrialRange, plane: Suite2pPlane) -> str:
+    """What is wrong with the frame range ``[r.start, r.stop)``, and the fix."""
+    n = plane.n_frames
+    fix = f"pass trials={{{r.trial_id!r}: (start, stop)}} with 0 <= start < stop <= {n}"
+    if r.start < 0:
+        return f"frames count from 0, found start {r.start}; {fix}"
+    if r.stop <= r.start:
+        return f"stop ({r.stop}) must be greater than start ({r.start}); {fix}"
+    return f"stop ({r.stop}) is past the last frame (F.npy has {n} frames, 0 to {n - 1}); {fix}"
+
+
+# -- obs columns from stat.npy --------------------------------------------------------
+
+
+_DERIVED_FROM = {
+    "med_y": "stat's 'med' (the ROI's median pixel, y)",
+    "med_x": "stat's 'med' (the ROI's median pixel, x)",
+    "iscell": "iscell.npy column 0 (the is-cell label)",
+    "iscell_prob": "iscell.npy column 1 (the classifier probability)",
+}
+
+
+def stat_column_names(keys: Iterable[str], file: Path) -> dict[str, str]:
+    """The obs column of each stat key: the key itself, or ``stat_<key>`` when zstore
+    makes a column of that name itself (:data:`DERIVED_COLUMNS`; ``med_y``/``med_x`` only
+    when stat also has ``med``), with a ZstoreWarning naming both: no value is lost."""
+    keys = list(keys)
+    derived = {c for c in DERIVED_COLUMNS if c.startswith("iscell") or "med" in keys}
+    taken = set(keys) | derived
+    names: dict[str, str] = {}
+    for key in keys:
+        if key not in derived:
+            names[key] = key
+            continue
+        new, k = f"stat_{key}", 2
+        while new in taken:
+            new, k = f"stat_{key}_{k}", k + 1
+        taken.add(new)
+        names[key] = new
+        emit_user_warning(
+            f"{file}: its entries have a key {key!r}, the name of the obs column zstore "
+            f"makes from {_DERIVED_FROM[key]}; stat's {key!r} is stored as obs column "
+            f"{new!r} and obs[{key!r}] holds zstore's own. Rename the key in stat.npy to "
+            f"choose the name yourself"
+        )
+    return names

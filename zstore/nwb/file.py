@@ -15,6 +15,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import ArgumentTypeError, InvalidArgumentError
+from ..export import hdf5_file
 from ..progress import ProgressOption, reporting
 from ..publish import check_target, publishing
 from ..validate import choice, name_list, positive_number, progress_option, shown, trial_ids
@@ -177,7 +178,8 @@ def export_nwb(
     ):
         first = add_series(pynwb, ophys, segmentation, plan, compression, report)
         add_channels(pynwb, nwbfile, plan, first)
-        with pynwb.NWBHDF5IO(str(temporary), mode="w") as io:
+        # a full disk or `ulimit -f`: one OSError naming the file, said by publishing
+        with hdf5_file(temporary) as h5, pynwb.NWBHDF5IO(mode="w", file=h5) as io:
             io.write(nwbfile)  # the series' iterators read the store now
     return target
 

@@ -27,7 +27,14 @@ from ..errors import ArgumentTypeError, InvalidArgumentError, emit_user_warning
 from ..validate import choice, dense_matrix, finite_number, positive_number, shown
 from .provenance import NaNRows, derived
 
-__all__ = ["dff_params", "neuropil_correct", "normalize_dff"]
+__all__ = [
+    "dff_params",
+    "differing_settings",
+    "neuropil_correct",
+    "normalize_dff",
+    "recorded_settings",
+    "settings_text",
+]
 
 BASELINES = ("percentile", "maximin")
 _ROWS_PER_PASS_BYTES = 16 << 20  # rows handed to a kernel at once (its copies' size)
@@ -186,6 +193,82 @@ def dff_params(
             f"trial.data.uns['fs']), got fs=None"
         )
     return {"baseline": "maximin", "fs": rate, "sig_baseline": sig, "win_baseline": win}
+
+
+#: The parameters of each baseline, as :func:`dff_params` returns and a record holds them.
+_BASELINE_PARAMS = {
+    "percentile": ("baseline", "normalize_pct"),
+    "maximin": ("baseline", "fs", "sig_baseline", "win_baseline"),
+}
+
+
+def recorded_settings(record: Any) -> dict[str, Any] | None:
+    """The dF/F settings (as :func:`dff_params` gives them, plus ``source`` when
+    recorded) of a layer's processing record (``uns["processing"][layer]``), or None
+    when the record is not one of :func:`normalize_dff`'s.
+
+    >>> recorded_settings({"function": "normalize_dff", "source": "X",
+    ...                    "baseline": "percentile", "normalize_pct": 50.0})
+    {'baseline': 'percentile', 'normalize_pct': 50.0, 'source': 'X'}
+    """
+    if not isinstance(record, Mapping) or record.get("function") != "normalize_dff":
+        return None
+    keys = _BASELINE_PARAMS.get(str(record.get("baseline")))
+    if keys is None:
+        return None
+    out = {k: record.get(k) for k in keys}
+    if "source" in record:
+        out["source"] = record["source"]
+    return out
+
+
+def differing_settings(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    """The settings in which ``requested`` (:func:`dff_params`'s, plus ``source``)
+    differs from ``stored`` (:func:`recorded_settings`'s). A requested ``fs`` of None
+    (each trial's own frame rate) and a key either side lacks are not compared.
+
+    >>> differing_settings({"baseline": "percentile", "normalize_pct": 50.0},
+    ...                    {"baseline": "percentile", "normalize_pct": 20.0})
+    ['normalize_pct']
+    """
+    keys = dict.fromkeys([*stored, *requested])
+    return [
+        k
+        for k in keys
+        if k in stored
+        and k in requested
+        and not (k == "fs" and requested[k] is None)
+        and not _same(stored[k], requested[k])
+    ]
+
+
+def settings_text(settings: Mapping[str, Any]) -> str:
+    """Settings as keyword arguments joined by "and" (``normalize_pct=50 and
+    baseline='percentile'``), the form the command line maps to its flags; ``source``
+    (a stored path, "X" or "layers/<name>") as ``source=<name>`` or left out for X.
+
+    >>> settings_text({"baseline": "percentile", "normalize_pct": 50.0, "source": "X"})
+    "normalize_pct=50 and baseline='percentile'"
+    """
+    order = ("normalize_pct", "baseline", "fs", "sig_baseline", "win_baseline", "source")
+    parts = []
+    for key in sorted(settings, key=lambda k: order.index(k) if k in order else len(order)):
+        value = settings[key]
+        if key == "source":
+            if value in (None, "X"):
+                continue
+            value = str(value).removeprefix("layers/")
+        if key == "fs" and value is None:
+            continue
+        shown_value = f"{value:g}" if isinstance(value, float) else repr(value)
+        parts.append(f"{key}={shown_value}")
+    return " and ".join(parts)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return bool(float(a) == float(b))
+    return bool(a == b)
 
 
 _PCT_FIX = "pass normalize_pct=<percent in (0, 100]>, e.g. normalize_pct=20"
