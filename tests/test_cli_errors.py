@@ -29,9 +29,9 @@ from s3server import S3Server
 import zstore as zs
 import zstore.synthetic as syn
 from zstore.cli import main
-from zstore.cli_failures import report
-from zstore.cli_wording import API_FLAGS, API_ONLY_KEYWORDS, cli_wording
-from zstore.errors import OutOfMemoryError, StorageOptionsError, StoreError
+from zstore.cli_failures import OUT_OF_MEMORY_LINE, report
+from zstore.cli_wording import API_FLAGS, API_ONLY_KEYWORDS, PYTHON_ADVICE, cli_wording
+from zstore.errors import LayerExistsError, OutOfMemoryError, StorageOptionsError, StoreError
 from zstore.store import parse_storage_options, resolve, write_failure
 
 _CLI = "import sys; from zstore.cli import main; sys.exit(main())"
@@ -79,11 +79,20 @@ def _python(code: str, *args: str, prelude: str = "") -> Any:
 
 
 def _one_error_line(stderr: str, command: str) -> str:
-    """The error line of a command's stderr, checking it holds no traceback."""
+    """The error line of a command's stderr, checking it holds no traceback and speaks
+    the command line's terms (no Python advice)."""
     assert "Traceback" not in stderr, stderr
     lines = [line for line in stderr.splitlines() if line.startswith(f"zstore {command}: ")]
     assert len(lines) == 1, stderr
+    _assert_cli_terms(lines[0])
     return lines[0]
+
+
+def _assert_cli_terms(line: str) -> None:
+    """No Python advice (``zs.``, ``exp.f(``, ``(...)``, ``x=True``) and no API function
+    heading the message, in a line the command line printed."""
+    assert PYTHON_ADVICE.search(line) is None, line
+    assert re.search(r"error: (compute_dff|export_nwb|ingest_suite2p|export): ", line) is None
 
 
 # -- S3: unreachable, no credentials, no bucket ---------------------------------------------
@@ -181,7 +190,7 @@ def test_storage_option_all_digit_secret_stays_text(
     [
         ("connect_timeout=abc", ["'connect_timeout'", "a number of seconds > 0", "'abc'"]),
         ("connect_timeout=-1", ["'connect_timeout'", "> 0", "'-1'"]),
-        ("network_stream_timeout_seconds=1.5", ["a whole number >= 0", "'1.5'"]),
+        ("network_stream_timeout_seconds=1.5", ["a whole number of seconds from 1", "'1.5'"]),
         ("anon=maybe", ["'anon'", "true or false", "'maybe'", "--storage-option anon=true"]),
         ("max_concurrency=abc", ["['max_concurrency'] are not understood", "connect_timeout"]),
         ("key=12345", ["['key'] without ['secret']", "--storage-option secret=..."]),
@@ -306,7 +315,7 @@ WORDING = [
     (
         "dff",
         "compute_dff: trial 't-1' has uns['fs']=None; pass fs=<Hz> (or set trial.data.uns['fs'])",
-        "compute_dff: trial 't-1' has uns['fs']=None; pass --fs HZ (or set trial.data.uns['fs'])",
+        "trial 't-1' has uns['fs']=None; pass --fs HZ",
     ),
     (
         "dff",
@@ -336,7 +345,7 @@ WORDING = [
     (
         "dff",
         "compute_dff: pass trials= or where=, not both",
-        "compute_dff: pass --trial or --where, not both",
+        "pass --trial or --where, not both",
     ),
     (
         "dff",
@@ -363,7 +372,7 @@ WORDING = [
     (
         "ingest",
         "metadata ['plane'] are set by ingest_suite2p itself: pass subject= and session=",
-        "metadata ['plane'] are set by ingest_suite2p itself: pass --subject and --session",
+        "metadata ['plane'] are set by zstore ingest itself: pass --subject and --session",
     ),
     (
         "ingest",
@@ -419,7 +428,8 @@ WORDING = [
     (
         "export",
         "the store is damaged: open an earlier version with zs.open_experiment(..., version=ID)",
-        "the store is damaged: open an earlier version with zs.open_experiment(..., version=ID)",
+        "the store is damaged: export an earlier version with `zstore export STORE --version ID "
+        "--to FILE` (`zstore history STORE` lists them)",
     ),
     (
         "dff",
@@ -784,26 +794,6 @@ def test_out_of_memory_in_a_write_names_it_and_the_fix(tmp_path: Path) -> None:
     assert issubclass(OutOfMemoryError, MemoryError)
 
 
-def test_address_space_limit_is_one_line(store: str) -> None:
-    # RLIMIT_AS at what the process already holds: no thread can start (Icechunk's runtime
-    # or dask's pool): one line, no traceback, no blank MemoryError
-    code = f"""
-        import resource, sys
-        import dask.array, zstore.processing.dff
-        {_IMPORTS}
-        from zstore.cli import main
-        with open("/proc/self/status") as f:
-            vm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize"))
-        resource.setrlimit(resource.RLIMIT_AS, (vm, vm))
-        sys.exit(main(["dff", sys.argv[1]]))
-    """
-    done = _python(code, store)
-    assert done.returncode == 1, done.stderr
-    err = _one_error_line(done.stderr, "dff")
-    assert "thread" in err or "memory" in err, err
-    assert "DASK_NUM_WORKERS=2" in err or "ulimit" in err, err
-
-
 def test_exit_codes_are_documented() -> None:
     text = (ROOT / "docs" / "CLI.md").read_text()
     for words in ("1 a failure", "2 a usage", "141", "--debug"):
@@ -833,3 +823,541 @@ def test_a_disk_failure_after_the_commit_says_the_write_was_committed(
     monkeypatch.setattr(Repo, "_flush", flushed)
     stored = zs.open_experiment(tmp_path / "e.zarr").load_trial("t-1").data.X
     np.testing.assert_array_equal(np.asarray(stored), X)  # the message told the truth
+
+
+# -- issue 17, command line: repeated flags, flag values, output encodings, .h5ad limits ---------
+
+
+def _exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """The exit status and stderr of ``zstore argv`` (argparse's own errors included)."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    return code, capsys.readouterr().err
+
+
+REPEATED = {
+    "trial-twice": (["--trial", "a=0:10", "--trial", "a=10:20"], "--trial gives trial 'a' twice"),
+    "paq-twice": (["--paq", "a=x.paq", "--paq", "a=y.paq"], "--paq gives trial 'a' twice"),
+    "metadata-twice": (["--metadata", "k=1", "--metadata", "k=2"], "--metadata gives key 'k'"),
+    "storage-option-twice": (
+        ["--storage-option", "k=1", "--storage-option", "k=2"],
+        "--storage-option gives option 'k' twice",
+    ),
+    "trial-nfc-and-nfd": (
+        ["--trial", "caf\u00e9=0:10", "--trial", "cafe\u0301=10:20"],
+        "--trial gives trial 'cafe\u0301' twice",
+    ),
+    "subject-in-metadata-twice": (
+        ["--metadata", "subject=a", "--metadata", "subject=b"],
+        "(--metadata 'subject=a' and --metadata 'subject=b')",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REPEATED))
+def test_a_key_given_twice_is_a_usage_error(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags, words = REPEATED[case]
+    target = tmp_path / "e.zarr"
+    code, err = _exit(["ingest", str(tmp_path / "plane0"), str(target), *flags], capsys)
+    assert code == 2
+    line = _one_error_line(err, "ingest")
+    assert words in line and "one --" in line, line
+    assert not target.exists()
+
+
+def test_storage_option_value_may_start_with_equals(capsys: pytest.CaptureFixture[str]) -> None:
+    from zstore.cli import _storage_options
+
+    # the first '=' splits: a secret that begins with '=' stays whole
+    assert _storage_options(["secret==abc", "key=a=b"]) == {"secret": "=abc", "key": "a=b"}
+    with pytest.raises(SystemExit):
+        main(["info", "--help"])
+    assert "the first '=' splits" in " ".join(capsys.readouterr().out.split())
+
+
+BAD_VALUES = {
+    "dff-layer-empty": (["dff", "{s}", "--layer", ""], ["--layer ''", "it is empty"]),
+    "dff-layer-slash": (["dff", "{s}", "--layer", "a/b"], ["--layer 'a/b'", "path separator"]),
+    "exp-id-slash": (["ingest", "p", "{t}", "--exp-id", "a/b"], ["--exp-id 'a/b'", "'a_b'"]),
+    "exp-id-empty": (["ingest", "p", "{t}", "--exp-id", ""], ["--exp-id ''", "leave out"]),
+    "trial-id-zarr-json": (["ingest", "p", "{t}", "--trial", "zarr.json=0:5"], ["--trial"]),
+    "metadata-plane": (
+        ["ingest", "p", "{t}", "--metadata", "plane=3"],
+        ["--metadata 'plane=3'", "set by zstore ingest itself", "plane<k>"],
+    ),
+    "metadata-subject": (
+        ["ingest", "p", "{t}", "--metadata", "subject=RL1"],
+        ["--metadata 'subject=RL1'", "pass --subject RL1"],
+    ),
+    "metadata-inf": (
+        ["ingest", "p", "{t}", "--metadata", "x=1e999"],
+        ["--metadata 'x=1e999'", "not a finite number"],
+    ),
+    "metadata-nan": (["ingest", "p", "{t}", "--metadata", "x=NaN"], ["not a finite number"]),
+    "trial-negative-start": (
+        ["ingest", "p", "{t}", "--trial", "a=-1:5"],
+        ["--trial 'a=-1:5'", "0 <= START < STOP"],
+    ),
+    "trial-empty-range": (["ingest", "p", "{t}", "--trial", "a=5:3"], ["0 <= START < STOP"]),
+    "trial-range-not-numbers": (
+        ["ingest", "p", "{t}", "--trial", "a=1:x5"],
+        ["a frame range is START:STOP"],
+    ),
+    "plot-dpi-huge": (
+        ["plot", "{s}", "--trial", "t-1", "--kind", "raster", "--out", "x.png", "--dpi", "100000"],
+        ["--dpi", "10 to 2400"],
+    ),
+    "plot-out-unknown-extension": (
+        ["plot", "{s}", "--trial", "t-1", "--kind", "raster", "--out", "x.unknownext"],
+        ["--out 'x.unknownext'", ".unknownext", ".png", ".pdf", ".svg"],
+    ),
+    # red team 3: every flag naming a trial, layer, source, session is checked alike
+    "session-slash": (
+        ["ingest", "p", "{t}", "--session", "a/b"],
+        ["--session 'a/b'", "path separator", "--exp-id"],
+    ),
+    "dff-source-empty": (["dff", "{s}", "--source", ""], ["--source ''", "it is empty"]),
+    "dff-trial-empty": (["dff", "{s}", "--trial", ""], ["--trial ''", "it is empty"]),
+    "plot-trial-empty": (
+        ["plot", "{s}", "--trial", "", "--kind", "raster", "--out", "x.png"],
+        ["--trial ''", "`zstore info STORE` lists it"],
+    ),
+    "plot-out-empty": (
+        ["plot", "{s}", "--trial", "t-1", "--kind", "raster", "--out", ""],
+        ["--out '' names no file"],
+    ),
+    "export-trial-empty": (
+        ["export", "{s}", "--to", "x.h5ad", "--trial", ""],
+        ["--trial ''", "it is empty"],
+    ),
+    "export-to-empty": (["export", "{s}", "--to", ""], ["--to '' names no file", ".nwb"]),
+    "export-to-csv": (["export", "{s}", "--to", "x.csv"], ["--to 'x.csv'", ".h5ad", ".nwb"]),
+    "trial-typed-as-printed-escape": (
+        ["export", "{s}", "--to", "x.h5ad", "--trial", "caf\\xe9"],
+        ["type the character itself", "PYTHONIOENCODING=utf-8"],
+    ),
+    "metadata-expid": (
+        ["ingest", "p", "{t}", "--metadata", "expID=zz"],
+        ["--metadata 'expID=zz'", "set by zstore ingest itself", "--exp-id zz"],
+    ),
+    "metadata-table-column": (
+        ["ingest", "p", "{t}", "--metadata", "fs=10"],
+        ["--metadata 'fs=10'", "column zstore fills", "fs_label"],
+    ),
+    "metadata-key-space": (
+        ["ingest", "p", "{t}", "--metadata", "a =2"],
+        ["--metadata 'a '", "white space"],
+    ),
+    "metadata-nan-lowercase": (
+        ["ingest", "p", "{t}", "--metadata", "x=nan"],
+        ["--metadata 'x=nan'", "not a finite number"],
+    ),
+    "metadata-inf-word": (["ingest", "p", "{t}", "--metadata", "x=-Infinity"], ["not a finite"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_a_flag_value_that_cannot_be_used_exits_2(
+    case: str, store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, words = BAD_VALUES[case]
+    target = tmp_path / "new.zarr"
+    argv = [a.replace("{s}", store).replace("{t}", str(target)) for a in argv]
+    code, err = _exit(argv, capsys)
+    assert code == 2, err
+    assert "Traceback" not in err and "internal error" not in err
+    for word in words:
+        assert word in err, err
+    _assert_cli_terms(err)
+    assert not target.exists()
+    assert zs.open_experiment(store).load_trial("t-1").data.layers.keys() == set()
+
+
+def test_non_ascii_names_print_to_an_ascii_stdout(tmp_path: Path) -> None:
+    plane, _ = syn.write_suite2p_run(tmp_path / "run", n_rois=6, frames_per_file=[20])
+    target = str(tmp_path / "e.zarr")
+    ascii_out = {"PYTHONIOENCODING": "ascii"}
+    done = _run(["ingest", str(plane), target, "--trial", "caf\u00e9=0:20"], env=ascii_out)
+    assert done.returncode == 0, done.stderr
+    assert "caf\\xe9" in done.stdout and done.stderr == ""
+    info = _run(["info", target], env=ascii_out)
+    assert info.returncode == 0 and "caf\\xe9" in info.stdout, info.stderr
+    assert zs.open_experiment(target).trialIDs == ["caf\u00e9"]
+
+
+def test_a_closed_stdout_exits_quietly(store: str) -> None:
+    # `zstore info STORE >&-`: the output goes nowhere, as into a pipe whose reader left
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" -c "$1" info "$2" >&-', sys.executable, _CLI, store],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 141
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "limit"),
+    [("x.h5ad", 1000), ("x.h5ad", 20000), ("x.nwb", 20000)],
+    ids=["h5ad-checked-before-writing", "h5ad-mid-write", "nwb-mid-write"],
+)
+def test_hdf5_export_past_the_file_size_limit_is_one_line(
+    store: str, tmp_path: Path, name: str, limit: int
+) -> None:
+    # h5py alone printed ~760 lines ("Exception ignored", HDF5's errors) and crashed
+    out = tmp_path / "out"
+    out.mkdir()
+    code = """
+        import resource, sys
+        from zstore.cli import main
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
+        sys.exit(main(["export", sys.argv[1], "--to", sys.argv[2], *sys.argv[4:]]))
+    """
+    # no SIGXFSZ handling here: the command line ignores the signal itself
+    nwb = ["--session-start-time", "2026-05-01T10:30:00+01:00"] if name.endswith(".nwb") else []
+    done = _python(code, store, str(out / name), str(limit), *nwb)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1, done.stderr[-2000:]
+    line = _one_error_line(done.stderr, "export")
+    assert f"export to {out / name}: writing it failed: File too large" in line
+    assert "(EFBIG: " in line and "`ulimit -f`" in line and "nothing of it was saved" in line
+    assert list(out.iterdir()) == []  # no partial file left behind
+    if limit == 1000:
+        assert "the export needs about" in line
+
+
+def test_h5ad_export_reads_back(store: str, tmp_path: Path) -> None:
+    import anndata as ad
+
+    assert main(["export", store, "--to", str(tmp_path / "x.h5ad")]) == 0
+    plain = ad.read_h5ad(tmp_path / "x.h5ad")
+    assert plain.shape == (6, 240) and plain.uns["expID"] == "E"
+
+
+def test_dff_after_a_partial_run_says_how_to_finish(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    for tid in ("t-1", "t-2", "t-3"):
+        exp.add_trial(tid, _trial())
+    assert main(["dff", exp.location, "--trial", "t-1"]) == 0  # as if killed after t-1
+    capsys.readouterr()
+    assert main(["dff", exp.location]) == 1
+    line = _one_error_line(capsys.readouterr().err, "dff")
+    assert "layer 'dFF' exists in 1 of the 3 trials" in line
+    assert "missing from 't-2', 't-3'" in line and "--trial t-2 --trial t-3" in line
+    assert "--overwrite to recompute every trial" in line
+    assert main(["dff", exp.location, "--trial", "t-2", "--trial", "t-3"]) == 0
+    with pytest.raises(LayerExistsError):
+        zs.compute_dff(zs.open_experiment(exp.location, mode="r+"), progress=False)
+
+
+def test_export_finds_a_layer_given_in_another_unicode_form(tmp_path: Path) -> None:
+    import anndata as ad
+
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    exp = zs.create_experiment(tmp_path / "e.zarr", exp_id="E")
+    for tid in ("a", "b"):
+        exp.add_trial(tid, _trial())
+        trial = exp.load_trial(tid)
+        trial.data.add_layer(nfc, trial.data.X)
+        trial.save()
+    out = zs.export(exp, tmp_path / "x.h5ad", trials=["a", "b"], layers=[nfd], progress=False)
+    assert list(ad.read_h5ad(out).layers) == [nfc]
+
+
+PYTHON_IN_MESSAGES = [
+    (
+        "info",
+        "/x is not a zstore experiment: it holds ['RL1']; check the path; zstore experiments "
+        "are made by zs.create_experiment or `zstore ingest`",
+        "zstore experiments are made by `zstore ingest`",
+    ),
+    (
+        "info",
+        "storage_options apply to s3:// URLs, not to the local path '/x/e.zarr'",
+        "--storage-option applies to s3:// URLs, not to the local path '/x/e.zarr': leave out",
+    ),
+    (
+        "export",
+        "/x/e.zarr is one experiment, not a collection; open it with "
+        "zs.open_experiment('/x/e.zarr')",
+        "name it as STORE alone (/x/e.zarr, without ::experiments/ID)",
+    ),
+    (
+        "ingest",
+        "paq files not found: {'t': 'x.paq'}; paq= maps trial IDs to existing .paq files",
+        "each --paq TRIAL=FILE must name an existing .paq file",
+    ),
+    (
+        "info",
+        "trial 'x' is not in experiment 'E'; its trials are ['t-1']; exp.refresh() sees "
+        "trials added since opening",
+        "its trials are ['t-1']",
+    ),
+    (
+        "export",
+        "export_nwb: experiment 'RL1': NWB needs the session's start time; pass "
+        "session_start_time=datetime(..., tzinfo=...) or ISO text such as "
+        "'2026-05-01T10:30:00+01:00' (`--session-start-time` in the CLI)",
+        "pass --session-start-time 2026-05-01T10:30:00+01:00 (ISO 8601",
+    ),
+    (
+        "export",
+        "export_nwb: session_start_time 2026-05-01T10:30:00 has no timezone; NWB needs one: "
+        "datetime(..., tzinfo=zoneinfo.ZoneInfo('Europe/London')) or '2026-05-01T10:30:00+00:00'",
+        "--session-start-time 2026-05-01T10:30:00 has no timezone; NWB needs one: pass "
+        "--session-start-time 2026-05-01T10:30:00+00:00",
+    ),
+    (
+        "dff",
+        "compute_dff: trial 't-1' has uns['fs']=None; pass fs=<Hz> (or set "
+        "trial.data.uns['fs'] and save it)",
+        "trial 't-1' has uns['fs']=None; pass --fs HZ",
+    ),
+    (
+        "ingest",
+        "obs column '_index' cannot be stored: anndata reserves '_index' for the index of its "
+        "data frames; rename it, e.g. .rename(columns={'_index': 'index_'})",
+        "data frames; rename it",
+    ),
+    (
+        "info",
+        "'gs://b/e.zarr': zstore opens local paths and s3:// URLs; for gs:// build an "
+        "icechunk.Storage (e.g. icechunk.gcs_storage(...)) and pass it as the store",
+        "the command line cannot open gs://",
+    ),
+    (
+        "ingest",
+        "/p/F.npy is not a numeric .npy array (This file contains pickled (object) data. If you "
+        "trust the file you can load it unsafely using the `allow_pickle=` keyword argument or "
+        "`pickle.load()`.); it may be truncated",
+        "(it holds pickled Python objects, not numbers)",
+    ),
+    (
+        "info",
+        "trial 't' cannot be read; the other trials are unaffected: remove this one with "
+        "exp.remove_trial('t'), replace it with exp.add_trial('t', ..., overwrite=True), or "
+        "read an earlier version (`zstore history`, then zs.open_experiment(..., version=ID))",
+        "`zstore export STORE --version ID --to FILE` exports one",
+    ),
+    (
+        "info",
+        "/e.zarr: an earlier version may be intact: `zstore history /e.zarr` lists them; open "
+        "one with zs.open_experiment('/e.zarr', version=ID) (zs.open_collection for a "
+        "collection)",
+        "export one with `zstore export /e.zarr --version ID --to FILE`",
+    ),
+    (
+        "ingest",
+        "/lab.zarr already holds a collection of 3 experiments; add to it with "
+        "zs.ingest_suite2p(..., zs.open_collection(path, mode='r+')) or `zstore ingest`, choose "
+        "a new path, or pass overwrite=True to replace it",
+        "add to it with `zstore ingest` (without --overwrite)",
+    ),
+    (
+        "ingest",
+        "/e.zarr holds an experiment, not a collection; zstore does not replace one with the "
+        "other: open it with zs.open_experiment(...), or choose a new path such as /e-2.zarr",
+        "the other: choose a new path such as /e-2.zarr",
+    ),
+    (
+        "ingest",
+        "/lab.zarr: not saved; nothing was saved: col.refresh() and look at col.experimentIDs "
+        "before retrying",
+        "nothing was saved: run the command again",
+    ),
+    (
+        "info",
+        "/e.zarr is an Icechunk repository but not a zstore experiment; create one at a new "
+        "path with zs.create_experiment(...)",
+        "create one at a new path with `zstore ingest`",
+    ),
+    (
+        "migrate",
+        "/old is in zstore format '0.2.0', not 0.1; open it with zs.open_experiment",
+        "not 0.1: it needs no migration",
+    ),
+    (
+        "plot",
+        "ROI 999 is not stored in trial 't' of 'E'; nearest stored IDs: 4, 5. Pass a stored "
+        "ROI ID (6 stored, IDs 0..5: obs_names lists them), or, in Python, iloc= for row "
+        "positions",
+        "Pass a stored ROI ID (6 stored, IDs 0..5)",
+    ),
+    (
+        "plot",
+        "no ROI of trial 't' is chosen; pass rois=[...] with stored ROI IDs (or iloc=)",
+        "pass --roi ID (repeat for each) with stored ROI IDs",
+    ),
+    (
+        "migrate",
+        "no zstore 0.1 experiment at /x: no such folder; check the path (old=)",
+        "no such folder; check the path",
+    ),
+    (
+        "export",
+        "export: path must be a file name ending in .zarr or .h5ad (a str or Path), got '' "
+        "(str); pass path='trials.h5ad'",
+        "--to must be a file name ending in .zarr or .h5ad, got ''",
+    ),
+    (
+        "ingest",
+        "/p/iscell.npy: the is-cell label (column 0) of ROI row(s) [2] is [2.0]; expected 0 "
+        "or 1. Label those ROIs in suite2p's GUI and save again, or set column 0 to 0 or 1 "
+        "and np.save the file",
+        "set column 0 to 0 or 1 and save the file again",
+    ),
+    (
+        "ingest",
+        "/p/stat.npy entry 0, key 'med': expected a pair, found text. Re-export it, or "
+        "remove the key from every entry (for roi in stat: roi.pop('med', None); then np.save)",
+        "remove the key from every entry",
+    ),
+    (
+        "ingest",
+        "/dev/null holds data that is not a zstore experiment (null); zstore never deletes or "
+        "replaces what it did not write, with or without overwrite: choose a new path",
+        "with or without --overwrite: choose",
+    ),
+    (
+        "info",
+        "x cannot be read; pass zs.something_new(...) to fix it; or that",  # a rule for none
+        "x cannot be read; or that",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "api", "words"),
+    PYTHON_IN_MESSAGES,
+    ids=[
+        f"{i:02d}-{c}-{re.sub(r'[^a-z]+', '-', a[:30].lower())}"
+        for i, (c, a, _) in enumerate(PYTHON_IN_MESSAGES)
+    ],
+)
+def test_python_advice_is_said_in_cli_terms(command: str, api: str, words: str) -> None:
+    said = cli_wording(api, command, _flags(command))
+    assert words in said, said
+    _assert_cli_terms(f"zstore {command}: error: {said}")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_hdf5_write_on_a_full_disk_is_one_error(capfd: pytest.CaptureFixture[str]) -> None:
+    from zstore.export import hdf5_file
+
+    # /dev/full: every write fails with ENOSPC, as on a full disk
+    with (
+        pytest.raises(OSError, match="No space left on device") as err,
+        hdf5_file(Path("/dev/full")) as h5,
+    ):
+        h5["x"] = np.ones(100_000)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == "/dev/full"
+    out, printed = capfd.readouterr()
+    assert printed == "" and out == ""  # no "Exception ignored", no HDF5 error stack
+
+
+# -- red team 3: stdout failing after the work, plot's file, migrate, --to, memory ---------------
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_stdout_after_the_commit_says_the_data_was_saved(tmp_path: Path) -> None:
+    plane, _ = syn.write_suite2p_run(tmp_path / "run", n_rois=6, frames_per_file=[20, 20])
+    target = str(tmp_path / "e.zarr")
+    cli = [sys.executable, "-c", _CLI]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [*cli, "ingest", str(plane), target], stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert done.returncode == 1, done.stderr
+    line = _one_error_line(done.stderr, "ingest")
+    assert f"the ingested trials were saved (committed to {target})" in line, line
+    assert "printing its summary to stdout failed: No space left on device" in line, line
+    assert "not the store" in line and "Exception ignored" not in done.stderr
+    assert len(zs.open_experiment(target).trialIDs) == 2  # the message told the truth
+    with open("/dev/full", "w") as full:
+        read = subprocess.run(
+            [*cli, "info", target], stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert read.returncode == 1
+    assert "printing to stdout failed" in read.stderr and "only read" in read.stderr
+
+
+def test_plot_names_the_file_it_wrote(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "y"
+    argv = ["plot", store, "--trial", "t-1", "--kind", "raster", "--layer", "X"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}.png"
+    assert (tmp_path / "y.png").is_file() and not out.exists()
+
+
+def test_migrate_of_a_current_store_says_it_needs_none(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["migrate", store, str(tmp_path / "new.zarr")]) == 1
+    line = _one_error_line(capsys.readouterr().err, "migrate")
+    assert "already in the current zstore format" in line and "needs no migration" in line
+    assert not (tmp_path / "new.zarr").exists()
+
+
+def test_export_refuses_a_dangling_symlink(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = tmp_path / "x.h5ad"
+    link.symlink_to(tmp_path / "gone" / "x.h5ad")
+    code, err = _exit(["export", store, "--to", str(link)], capsys)
+    assert code == 2
+    line = _one_error_line(err, "export")
+    assert "dangling symbolic link" in line and "gone" in line
+    assert "does not write through" in line and not (tmp_path / "gone").exists()
+
+
+def test_a_failed_allocation_is_said_as_out_of_memory(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # what CPython leaves when an allocation fails under `ulimit -v` (e.g. in an import)
+    assert report(SystemError("error return without exception set"), "verify") == 1
+    line = _one_error_line(capsys.readouterr().err, "verify")
+    assert "out of memory while verifying" in line and "internal error" not in line
+
+
+class _NoMemoryToSay(Exception):
+    def __str__(self) -> str:
+        raise MemoryError
+
+
+def test_reporting_out_of_memory_itself_prints_a_fixed_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fail() -> None:
+        raise _NoMemoryToSay
+
+    assert report(_raised(fail), "verify") == 1
+    assert capsys.readouterr().err == f"zstore verify: error: {OUT_OF_MEMORY_LINE}\n"
+
+
+def test_reporting_needs_no_import() -> None:
+    # under `ulimit -v` the failure path imported zstore.store and crashed: prepare() binds
+    # what it needs before the command runs
+    code = """
+        import sys
+        from zstore import cli_failures
+        cli_failures.prepare()
+        class Refuse:
+            def find_spec(self, name, *args):
+                raise ImportError(f"no import while reporting: {name}")
+        sys.meta_path.insert(0, Refuse())
+        err = OSError(24, "Too many open files")
+        sys.exit(cli_failures.report(err, "verify"))
+    """
+    done = _python(code)
+    assert done.returncode == 1, done.stderr
+    assert "no import" not in done.stderr and "Too many open files" in done.stderr

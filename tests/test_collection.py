@@ -329,10 +329,14 @@ def test_two_processes_append_different_sessions_and_both_succeed(
         store, options = f"s3://{s3.new_bucket()}/lab.zarr", s3.options()
     zs.create_collection(store, storage_options=options)
     procs = [
-        subprocess.Popen([sys.executable, "-c", APPEND, store, day, json.dumps(options)])
+        subprocess.Popen(
+            [sys.executable, "-X", "faulthandler", "-c", APPEND, store, day, json.dumps(options)],
+            stderr=subprocess.PIPE,
+        )
         for day in ("d1", "d2")
     ]
-    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    errors = [p.communicate(timeout=600)[1].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
     col = zs.open_collection(store, storage_options=options)
     assert sorted(col.experimentIDs) == sorted(
         f"S_{d}_plane{k}" for d in ("d1", "d2") for k in range(3)

@@ -8,11 +8,15 @@ done, 1 a failure, 2 a usage error, 130 interrupted, 141 stdout or stderr closed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import re
+import signal
 import sys
 import time
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +24,15 @@ from typing import Any
 # Only light modules at the top: --version and --help must not import anndata, zarr,
 # dask or pandas (seconds); each command imports what it needs.
 from ._version import __version__
-from .cli_failures import EXIT_ERROR, reader_left, report, streams_closed
+from .cli_failures import (
+    EXIT_BROKEN_PIPE,
+    EXIT_ERROR,
+    prepare,
+    reader_left,
+    report,
+    stdout_failed,
+    streams_closed,
+)
 from .errors import InvalidArgumentError, ZstoreWarning
 
 __all__ = ["main"]
@@ -28,6 +40,7 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``zstore`` command line; return its exit code."""
+    stdout_closed = _prepare_process()
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -36,22 +49,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except BrokenPipeError:  # --help into `| head`
         return streams_closed()
-    return _run(args)
+    code = _run(args)
+    # stdout was closed (`>&-`): the output went nowhere, as into a pipe whose reader left
+    return EXIT_BROKEN_PIPE if stdout_closed and code == 0 else code
+
+
+def _prepare_process() -> bool:
+    """Make output and file-size limits fail softly; return True when stdout was closed.
+
+    Text the terminal's encoding cannot show (a trial ``café`` on an ASCII stdout) is
+    printed with backslash escapes rather than failing after the work was saved; a
+    closed stdout or stderr (``>&-``) becomes devnull; a file-size limit (``ulimit -f``)
+    makes writes fail with EFBIG, said as an error, instead of killing the process.
+    OpenBLAS runs one thread unless the environment says otherwise: zstore's work
+    parallelises over dask's threads, not BLAS, and under a memory limit (``ulimit
+    -v``) OpenBLAS's thread start-up spins forever when numpy is imported.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy's first import
+    closed = sys.stdout is None
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    if hasattr(signal, "SIGXFSZ"):
+        with contextlib.suppress(ValueError):  # not the main thread: leave it
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return closed
 
 
 def _run(args: argparse.Namespace) -> int:
     """Run a command; say its failure in one line (a traceback only with --debug)."""
     failure: BaseException | None = None
     code = EXIT_ERROR
+    stdout = _Stdout(sys.stdout)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ZstoreWarning)
         try:
+            sys.stdout = stdout
+            _check_name_flags(args)
+            from .store import check_open_files
+
+            prepare()  # what reporting a failure needs, imported while memory lasts
+            check_open_files()  # too few: asyncio and Icechunk fail deep inside, noisily
             code = int(args.run(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         except (SystemExit, GeneratorExit):
             raise
         except BaseException as err:  # each is said below, bugs as bugs (Rust panics too)
             failure = err
+        finally:
+            sys.stdout = stdout.stream
     try:
         # Outside catch_warnings: showing a warning there would record it again.
         _flush_warnings(caught)
@@ -59,6 +109,8 @@ def _run(args: argparse.Namespace) -> int:
             return code
         if isinstance(failure, BrokenPipeError) and reader_left():
             return streams_closed()
+        if stdout.failure is not None and failure is stdout.failure:  # only its summary lost
+            return stdout_failed(stdout.failure, args.command, _written(args))
         return report(
             failure,
             args.command,
@@ -67,6 +119,43 @@ def _run(args: argparse.Namespace) -> int:
         )
     except BrokenPipeError:  # stderr's reader left too
         return streams_closed()
+
+
+class _Stdout:
+    """``sys.stdout`` while a command runs: the same stream, recording a write that
+    failed (a full disk behind ``> FILE``), so that the failure is said as stdout's, not
+    as the store's, after the command's work was saved."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.failure: OSError | None = None
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text))
+        except OSError as err:
+            self.failure = err
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as err:
+            self.failure = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _written(args: argparse.Namespace) -> str | None:
+    """What the command wrote before printing its summary: the store, or the file of
+    export and plot; None for the commands that only read."""
+    if args.command in ("export", "plot"):
+        return str(getattr(args, "to", None) or getattr(args, "out", ""))
+    if args.command in ("ingest", "dff", "migrate") or (args.command == "gc" and not args.dry_run):
+        return str(args.store)
+    return None
 
 
 def _flush_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -101,7 +190,9 @@ def _parser() -> argparse.ArgumentParser:
         "traceback only under --debug; an internal error says it is a bug); 2 a usage "
         "error (a flag missing, of a wrong value, or flags that do not go together); 130 "
         "interrupted; 141 stdout or stderr closed before the output ended (as by "
-        "'| head'): the output stops quietly, as a Unix tool's does (128 + SIGPIPE).",
+        "'| head', or '>&-'): the output stops quietly, as a Unix tool's does (128 + "
+        "SIGPIPE). Text the terminal's encoding cannot show is printed with backslash "
+        "escapes (caf\\xe9).",
     )
     parser.add_argument("--version", action="version", version=f"zstore {__version__}")
     parser.add_argument(
@@ -140,22 +231,26 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="anything else to record with each experiment (repeat); numbers stay numbers",
+        help="anything else to record with each experiment (repeat, each KEY once; not "
+        "subject, session, plane or expID, which ingest sets itself, nor a column of the "
+        "table such as trial or fs); numbers stay numbers, a number that is not finite "
+        "(nan, inf, 1e999) is refused",
     )
     ingest.add_argument(
         "--paq",
         action="append",
         default=[],
         metavar="TRIAL=FILE",
-        help="the .paq file of a trial (repeat per trial)",
+        help="the .paq file of a trial (repeat, once per trial)",
     )
     ingest.add_argument(
         "--trial",
         action="append",
         default=[],
         metavar="TRIAL=FILE,FILE|START:STOP",
-        help="a trial made of consecutive files of the run, or of a frame range (repeat "
-        "per trial); default: one trial per file, named by the file's stem",
+        help="a trial made of consecutive files of the run, or of the frames START up to "
+        "STOP (0 <= START < STOP; repeat, once per trial); default: one trial per file, "
+        "named by the file's stem",
     )
     ingest.add_argument(
         "--exp-id",
@@ -283,8 +378,8 @@ def _parser() -> argparse.ArgumentParser:
         "history",
         help="list the versions of an experiment: when, and what each changed",
         description="List the commits of the experiment, newest first: version ID, time "
-        "and what changed. Any version opens read-only with "
-        "zs.open_experiment(STORE, version=ID).",
+        "and what changed. Any version can be exported: zstore export STORE --version ID "
+        "--to FILE.",
     )
     _add_store(history, "experiment store")
     history.add_argument("-n", type=_whole, default=None, help="show only the newest N")
@@ -381,7 +476,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_store(plot, "experiment store")
     plot.add_argument("--trial", required=True, help="trial ID")
     plot.add_argument("--kind", choices=["rois", "raster", "traces"], required=True)
-    plot.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
+    plot.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.png",
+        help="image file to write; its extension picks the format (png, pdf, svg, jpg, tif, "
+        "... as matplotlib writes them; none: FILE.png)",
+    )
     plot.add_argument("--layer", default="dFF", help="layer for raster/traces (X: --layer X)")
     plot.add_argument("--color-by", default="iscell_prob", help="obs column for rois")
     plot.add_argument(
@@ -396,7 +497,13 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--channel", action="append", default=[], help="paq channel for traces (repeat)"
     )
-    plot.add_argument("--dpi", type=_whole, default=120)
+    plot.add_argument(
+        "--dpi",
+        type=_dpi,
+        default=120,
+        metavar="N",
+        help=f"image resolution, dots per inch, {_DPI[0]}..{_DPI[1]} (default 120)",
+    )
     plot.set_defaults(run=_plot)
     for command in commands.choices.values():
         command.add_argument(
@@ -457,6 +564,20 @@ def _whole(text: str) -> int:
     return value
 
 
+#: The image resolutions plot takes (dots per inch): beyond, a figure needs gigabytes.
+_DPI = (10, 2400)
+
+
+def _dpi(text: str) -> int:
+    """A resolution in dots per inch, within _DPI."""
+    value = _whole(text)
+    if not _DPI[0] <= value <= _DPI[1]:
+        raise argparse.ArgumentTypeError(
+            f"must be a resolution from {_DPI[0]} to {_DPI[1]} dots per inch, got {text!r}"
+        )
+    return value
+
+
 def _rows(text: str) -> int:
     """A whole number >= 0."""
     return 0 if text.strip() == "0" else _whole(text)
@@ -471,16 +592,40 @@ def _add_store(parser: argparse.ArgumentParser, what: str) -> None:
         metavar="KEY=VALUE",
         help="S3 option for s3:// URLs (repeat): endpoint_url=http://127.0.0.1:9000, key=..., "
         "secret=..., region=..., anon=true, connect_timeout=SECONDS (default 10); values "
-        "are text unless the option takes true/false or a number",
+        "are text unless the option takes true/false or a number; the first '=' splits, "
+        "so a value may start with or hold '=' (key==abc: the value '=abc')",
     )
 
 
+#: What the KEY of each repeated KEY=VALUE flag names, for messages.
+_PAIR_KEYS = {
+    "--trial": "trial",
+    "--paq": "trial",
+    "--metadata": "key",
+    "--storage-option": "option",
+}
+
+
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
-    out = {}
+    """``KEY=VALUE`` flags as a dict; the first ``=`` splits (a VALUE may hold ``=``).
+
+    A KEY given twice (or in two forms of one Unicode name) is a usage error, never the
+    last one silently winning.
+    """
+    out: dict[str, str] = {}
+    first: dict[str, str] = {}  # NFC form of a key -> the flag that gave it
     for value in values:
         key, sep, rest = value.partition("=")
         if not sep or not key or not rest:
             raise InvalidArgumentError(f"{flag} expects KEY=VALUE, got {value!r}")
+        same = unicodedata.normalize("NFC", key)
+        if same in first:
+            what = _PAIR_KEYS.get(flag, "key")
+            raise InvalidArgumentError(
+                f"{flag} gives {what} {key!r} twice ({flag} {first[same]!r} and {flag} "
+                f"{value!r}); give each {what} one {flag}"
+            )
+        first[same] = value
         out[key] = rest
     return out
 
@@ -499,17 +644,26 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.trial:
         trials = {}
         for tid, spec in _pairs(args.trial, "--trial").items():
-            frames = re.fullmatch(r"(\d+):(\d+)", spec)
-            trials[tid] = (int(frames[1]), int(frames[2])) if frames else spec.split(",")
+            _new_name("--trial", tid, "trial ID")
+            trials[tid] = _frame_range(tid, spec)
+    if args.exp_id is not None:
+        if not args.exp_id:
+            raise InvalidArgumentError(
+                "--exp-id '' names no experiment; give an ID (e.g. --exp-id RL109_d1), or "
+                "leave out --exp-id for the default"
+            )
+        _new_name("--exp-id", args.exp_id, "experiment ID")
+    metadata = _metadata(args.metadata) or None
+    paq = _pairs(args.paq, "--paq") or None
     t0 = time.perf_counter()
     result = ingest_suite2p(
         args.plane_dir,
         args.store,
         subject=args.subject,
         session=args.session,
-        metadata=_metadata(args.metadata) or None,
+        metadata=metadata,
         trials=trials,
-        paq=_pairs(args.paq, "--paq") or None,
+        paq=paq,
         exp_id=args.exp_id,
         cells_only=not args.all_rois,
         neuropil_coeff=args.neuropil_coeff,
@@ -536,16 +690,168 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Metadata keys that ingest sets itself, and the flag (or source) that gives each.
+_SET_BY_INGEST = {
+    "subject": "--subject",
+    "session": "--session",
+    "plane": "the folder name plane<k>",
+    "expID": "--exp-id",
+}
+
+
 def _metadata(values: list[str]) -> dict[str, Any]:
-    # KEY=VALUE; a value that reads as a JSON number or boolean is one (plane=0, age=12.5)
+    """``--metadata KEY=VALUE`` flags; a value that reads as a JSON number or boolean is
+    one (age=12.5, awake=true), anything else text; a number that is not finite (nan,
+    inf, 1e999, in any spelling) is refused, never stored as text or null."""
+    from .opening import RESERVED_METADATA
+
     out: dict[str, Any] = {}
     for key, value in _pairs(values, "--metadata").items():
+        pair = key + "=" + value
+        if key in _SET_BY_INGEST or key.casefold() in ("expid", "exp_id"):
+            given = _SET_BY_INGEST.get(key, "--exp-id")
+            raise InvalidArgumentError(
+                f"--metadata {pair!r}: {key!r} is set by zstore ingest itself, from {given}; "
+                f"leave it out of --metadata"
+                + (f" and pass {given} {value}" if given.startswith("--") else "")
+            )
+        if key in RESERVED_METADATA:
+            raise InvalidArgumentError(
+                f"--metadata {pair!r}: {key!r} is a column zstore fills in the table "
+                f"({', '.join(RESERVED_METADATA)}); use another key, e.g. '{key}_label'"
+            )
+        _new_name("--metadata", key, "metadata key")
+        if not _finite_or_text(value):
+            raise InvalidArgumentError(
+                f"--metadata {pair!r}: not a finite number; give a finite number, or text "
+                f"that does not read as a number"
+            )
         try:
             parsed = json.loads(value)
         except ValueError:
             parsed = value
         out[key] = parsed if isinstance(parsed, int | float | bool) else value
     return out
+
+
+def _finite_or_text(value: str) -> bool:
+    """``value`` is text, or a finite number (not nan, inf, 1e999 in any spelling)."""
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return True
+
+
+def _frame_range(tid: str, spec: str) -> tuple[int, int] | list[str]:
+    """``--trial ID=START:STOP`` as a frame range, ``ID=FILE,FILE`` as file names."""
+    frames = re.fullmatch(r"\s*([+-]?\d+)\s*:\s*([+-]?\d+)\s*", spec)
+    if frames is None:
+        if re.fullmatch(r"[^,]*:[^,]*", spec) and re.search(r"\d\s*:|:\s*-?\d", spec):
+            raise InvalidArgumentError(
+                f"--trial {tid + '=' + spec!r}: a frame range is START:STOP, two whole "
+                f"numbers with 0 <= START < STOP (e.g. --trial {tid}=0:1000)"
+            )
+        return spec.split(",")
+    start, stop = int(frames[1]), int(frames[2])
+    if not 0 <= start < stop:
+        raise InvalidArgumentError(
+            f"--trial {tid + '=' + spec!r}: a frame range is START:STOP with 0 <= START < STOP "
+            f"(frames START up to, not including, STOP; e.g. --trial {tid}=0:1000)"
+        )
+    return start, stop
+
+
+def _new_name(flag: str, value: str | None, kind: str, *, new: bool = True) -> None:
+    """A name a flag gives to something the command writes (an experiment ID, a layer;
+    ``new``), or names to look up (a stored trial): a name the store cannot hold (or no
+    stored name can be) is a usage error, said before any work."""
+    from .errors import InvalidNameError
+    from .names import check_name, stored_name
+
+    if value is None:
+        return
+    try:
+        if new:
+            check_name(value, kind=kind)
+        else:
+            stored_name(value, kind=kind)
+    except InvalidNameError as err:
+        raise InvalidArgumentError(f"{flag} {value!r}: {err}{_escape_hint(value)}") from None
+
+
+#: A backslash escape as zstore prints a character the terminal cannot show (caf\xe9).
+_ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|N\{[^}]+\})")
+
+
+def _escape_hint(value: str) -> str:
+    """A hint for a name typed as zstore printed it on a terminal that could not show
+    it: with a literal ``\\xe9`` for the character."""
+    if not _ESCAPE.search(value):
+        return ""
+    return (
+        "; names are printed with \\x escapes when the terminal cannot show them: type the "
+        "character itself (or set PYTHONIOENCODING=utf-8 to see it)"
+    )
+
+
+#: The flags of each command that name something, by dest: the flag, what it names,
+#: and whether it is a new name (checked as the store will hold it) or one to look up.
+_NAME_FLAGS: dict[str, tuple[tuple[str, str, str, bool], ...]] = {
+    "ingest": (("exp_id", "--exp-id", "experiment ID", True),),
+    "dff": (
+        ("layer", "--layer", "layer name", True),
+        ("source", "--source", "source layer name", False),
+        ("trial", "--trial", "trial ID", False),
+    ),
+    "plot": (("trial", "--trial", "trial ID", False), ("layer", "--layer", "layer name", False)),
+    "export": (("trial", "--trial", "trial ID", False), ("layer", "--layer", "layer name", False)),
+}
+
+
+def _check_name_flags(args: argparse.Namespace) -> None:
+    """Every flag that names a trial, layer, experiment, subject or session: a name no
+    store can hold is a usage error (exit 2), said before any work."""
+    for dest, flag, kind, new in _NAME_FLAGS.get(args.command, ()):
+        value = getattr(args, dest, None)
+        for one in value if isinstance(value, list) else [value]:
+            if not (dest == "exp_id" and one == ""):  # _ingest says how to leave it out
+                _new_name(flag, one, kind, new=new)
+    if args.command == "ingest" and args.exp_id is None:
+        for dest in ("subject", "session"):  # they make the experiment ID
+            value = getattr(args, dest)
+            if value is not None and value != "":
+                try:
+                    _new_name(f"--{dest}", value, dest)
+                except InvalidArgumentError as err:
+                    raise InvalidArgumentError(
+                        f"{err} (the experiment ID is built as <subject>_<session>_plane<k>; "
+                        f"or pass --exp-id with the ID in full)"
+                    ) from None
+    if args.command == "export":
+        _check_export_file(args.to)
+    if args.command == "plot" and not args.out:
+        raise InvalidArgumentError("--out '' names no file; give one, e.g. --out raster.png")
+
+
+#: The files export writes, by extension.
+_EXPORT_KINDS = ".zarr (a plain anndata Zarr store), .h5ad or .nwb (Neurodata Without Borders)"
+
+
+def _check_export_file(to: str) -> None:
+    """``--to``: a file name export can write, and not a dangling symbolic link."""
+    if not to:
+        raise InvalidArgumentError(
+            f"--to '' names no file; give a file name ending in {_EXPORT_KINDS}"
+        )
+    if not to.lower().rstrip("/").endswith((".zarr", ".h5ad", ".nwb")):
+        raise InvalidArgumentError(
+            f"--to {to!r}: the file name must end in {_EXPORT_KINDS}, e.g. --to trials.h5ad"
+        )
+    if os.path.islink(to) and not os.path.exists(to):
+        raise InvalidArgumentError(
+            f"--to {to!r} is a dangling symbolic link (to {os.readlink(to)!r}); zstore does "
+            f"not write through it: remove the link, or choose another file name"
+        )
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -607,6 +913,7 @@ def _dff(args: argparse.Namespace) -> int:
         exp: Any = open_collection(args.store, mode="r+", storage_options=options)
     else:
         exp = open_experiment(args.store, mode="r+", storage_options=options)
+    # a layer left part-way: compute_dff says how to finish it, with the stored settings
     t0 = time.perf_counter()
     done = compute_dff(
         exp,
@@ -663,6 +970,7 @@ def _open_experiment(args: argparse.Namespace, mode: str = "r", version: Any = N
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from .errors import StoreError
     from .verify import unreadable_experiments, verify_experiment
 
     found = _open_any(args)
@@ -677,6 +985,8 @@ def _verify(args: argparse.Namespace) -> int:
         for exp_id in found.experimentIDs:
             try:
                 experiments.append(found.open_experiment(exp_id, mode="r"))
+            except StoreError:
+                raise  # the storage or the machine failed: a stop, not damage
             except (ValueError, KeyError, OSError) as err:  # its metadata is damaged
                 if exp_id not in named:
                     damage.append(f"experiment {exp_id!r} cannot be read: {err}")
@@ -684,6 +994,8 @@ def _verify(args: argparse.Namespace) -> int:
         try:
             damage += verify_experiment(exp, progress=_terminal_bar())
             trials += len(exp.trialIDs)
+        except StoreError:
+            raise  # the storage or the machine failed: a stop, not damage
         except (ValueError, KeyError, OSError) as err:
             if not in_collection:
                 raise
@@ -705,9 +1017,11 @@ def _history(args: argparse.Namespace) -> int:
     from .opening import open_repo
     from .store import resolve
 
-    try:
-        found: Any = _open_any(args)
+    try:  # a whole repository's versions are its own: listed past a damaged newest one
+        found: Any = _open_any(args) if "::" in args.store else None
     except NotAnExperimentError:  # its newest version is damaged: list the versions anyway
+        found = None
+    if found is None:
         options = _storage_options(args.storage_option)
         place = resolve(args.store.partition("::")[0], storage_options=options)
         found = open_repo(place, writable=False)
@@ -801,6 +1115,8 @@ def _export(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from . import plot
 
+    plot.check_image_path(args.out, what="--out")
+    args.out = plot.image_file(args.out)  # no extension: matplotlib writes PNG, FILE.png
     exp = _open_experiment(args)
     trial = exp.load_trial(args.trial)
     layer = None if args.layer == "X" else args.layer
@@ -875,7 +1191,10 @@ def _print_info(exp: Any, *, storage: bool = False) -> None:
         print("  " + line)
     # how each array was computed: once when every trial agrees, else per trial
     made = [
-        {"X": t["X"]["computed"], **{k: v["computed"] for k, v in t["layers"].items()}}
+        {  # a layer named X (older stores) is shown as layers/X, beside X itself
+            "X": t["X"]["computed"],
+            **{("layers/X" if k == "X" else k): v["computed"] for k, v in t["layers"].items()},
+        }
         for t in trials
     ]
     groups = (

@@ -12,8 +12,11 @@ import contextlib
 import errno
 import linecache
 import os
+import select
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 from . import errors
 from ._version import __version__
@@ -25,8 +28,11 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
+    "OUT_OF_MEMORY_LINE",
+    "prepare",
     "reader_left",
     "report",
+    "stdout_failed",
     "streams_closed",
 ]
 
@@ -67,6 +73,27 @@ _DOING = {
 }
 
 
+#: What the failure path needs from zstore.store (which imports Icechunk: seconds, and
+#: memory), bound by prepare() before a command runs, so that reporting a failure needs
+#: no import: under `ulimit -v` an import there fails, or crashes the interpreter.
+_STORE: dict[str, Any] = {}
+#: Said when reporting a failure itself runs out of memory.
+OUT_OF_MEMORY_LINE = "out of memory; use fewer threads (DASK_NUM_WORKERS=2), or raise the limit"
+
+
+def prepare() -> None:
+    """Import what reporting a failure needs, before the command runs (not while it
+    fails, when memory may be gone)."""
+    from . import store
+
+    _STORE.update(
+        out_of_memory=store.out_of_memory,
+        open_files_failure=store.open_files_failure,
+        WRITE_FIXES=store.WRITE_FIXES,
+        READ_FIXES=store.READ_FIXES,
+    )
+
+
 def report(
     err: BaseException,
     command: str,
@@ -75,7 +102,23 @@ def report(
     flags: frozenset[str] | set[str] = frozenset(),
 ) -> int:
     """Print ``err`` for the user of ``zstore command`` (whose flags are ``flags``) on
-    stderr; return the exit status. A traceback only with ``debug``."""
+    stderr; return the exit status. A traceback only with ``debug``. When saying it runs
+    out of memory itself, a fixed short line (``OUT_OF_MEMORY_LINE``)."""
+    try:
+        return _report(err, command, debug=debug, flags=flags)
+    except MemoryError:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"zstore {command}: error: {OUT_OF_MEMORY_LINE}\n")
+        return EXIT_ERROR
+
+
+def _report(
+    err: BaseException,
+    command: str,
+    *,
+    debug: bool,
+    flags: frozenset[str] | set[str],
+) -> int:
     if debug:
         traceback.print_exception(err)
     verdict = _verdict(err, command)
@@ -95,6 +138,43 @@ def report(
     return code
 
 
+#: What each writing command had saved when it began printing its summary.
+_SAVED = {
+    "ingest": "the ingested trials were saved (committed to {})",
+    "dff": "the layer was saved (committed to {})",
+    "migrate": "the new experiment was saved (committed to {})",
+    "gc": "the garbage collection of {} is done",
+    "export": "the export was written to {}",
+    "plot": "the image was written to {}",
+}
+
+
+def stdout_failed(err: OSError, command: str, written: str | None) -> int:
+    """Say that printing to stdout failed (not the store), and what had been saved by
+    then (``written``: the store or file the command wrote; None when it only read).
+    What stdout still holds is dropped, so that the exit says nothing more."""
+    what = f"{err.strerror or _first_line(err)}" + (
+        f" ({errno.errorcode.get(err.errno, err.errno)})" if err.errno else ""
+    )
+    where = "check the disk or pipe that stdout goes to"
+    if written is None:
+        text = f"printing to stdout failed: {what}; {where} (the store was only read)"
+    else:
+        done = _SAVED.get(command, "its work was saved ({})").format(written)
+        text = (
+            f"{done}; printing its summary to stdout failed: {what} (stdout, not the store: "
+            f"{where}); nothing needs to be run again"
+        )
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.dup2(devnull, sys.stdout.fileno())  # the exit's flush: to devnull
+    finally:
+        os.close(devnull)
+    print(f"zstore {command}: error: {text}", file=sys.stderr)
+    return EXIT_ERROR
+
+
 def _verdict(err: BaseException, command: str) -> tuple[int, str] | None:
     """The exit status and message for an error the user can act on; None for a bug."""
     if isinstance(err, KeyboardInterrupt):
@@ -102,6 +182,9 @@ def _verdict(err: BaseException, command: str) -> tuple[int, str] | None:
             "interrupted; a write under way was not saved (each write is saved whole or "
             "not at all): run the command again"
         )
+    files = _open_files(err, command)
+    if files is not None:  # whoever said it (Icechunk's text, an OSError, a wrapper)
+        return EXIT_ERROR, files
     if isinstance(err, _ZSTORE_ERRORS):
         return (EXIT_USAGE if isinstance(err, _USAGE_ERRORS) else EXIT_ERROR), _message(err)
     doing = _DOING.get(command, f"running zstore {command}")
@@ -128,13 +211,29 @@ def _verdict(err: BaseException, command: str) -> tuple[int, str] | None:
 
 def _out_of_memory(err: BaseException) -> bool:
     """Memory, or room for a thread, ran out (a MemoryError, ENOMEM, Icechunk's words)."""
-    if isinstance(err, MemoryError):
+    if isinstance(err, MemoryError) or _allocation_failed(err):
         return True
-    try:
-        from .store import out_of_memory
-    except (ImportError, MemoryError):  # too little memory left to import it
+    out_of_memory: Callable[[BaseException], bool] | None = _STORE.get("out_of_memory")
+    if out_of_memory is None:  # prepare() did not run (it failed): no import now
         return isinstance(err, OSError) and err.errno == errno.ENOMEM
     return out_of_memory(err)
+
+
+def _allocation_failed(err: BaseException) -> bool:
+    """A SystemError of CPython's C code that failed without saying why: what an
+    allocation that failed under a memory limit (`ulimit -v`) leaves, e.g. in an import."""
+    return isinstance(err, SystemError) and any(
+        words in str(err) for words in ("without setting an exception", "without exception set")
+    )
+
+
+def _open_files(err: BaseException, command: str) -> str | None:
+    """Too many open files behind ``err``, said with the limit and how to raise it."""
+    open_files_failure = _STORE.get("open_files_failure")
+    if open_files_failure is None:  # prepare() did not run (it failed): no import now
+        return None
+    failure = open_files_failure(err, what=_DOING.get(command, f"running zstore {command}"))
+    return None if failure is None else str(failure)
 
 
 def _message(err: BaseException) -> str:
@@ -169,6 +268,8 @@ def _os_error_text(err: OSError) -> str:
     name = errno.errorcode.get(err.errno, str(err.errno))
     text = f"{err.strerror} ({name})" + (f": {' -> '.join(files)}" if files else "")
     fix = _OS_FIXES.get(err.errno) or _write_fixes().get(err.errno)
+    if err.errno in (errno.EACCES, errno.EPERM) and files and not _may_read(files[0]):
+        fix = _read_fixes().get(err.errno, fix)  # a read refused, not a write
     if fix is None and isinstance(err, ConnectionError | TimeoutError):
         fix = "the connection failed: check the network (and the storage's address), then retry"
     return f"{text}; {fix}" if fix else text
@@ -186,11 +287,18 @@ _OS_FIXES = {
 
 
 def _write_fixes() -> dict[int, str]:
-    try:
-        from .store import WRITE_FIXES
-    except ImportError:  # pragma: no cover - zstore.store imports icechunk, always there
-        return {}
-    return WRITE_FIXES
+    fixes: dict[int, str] = _STORE.get("WRITE_FIXES", {})
+    return fixes
+
+
+def _read_fixes() -> dict[int, str]:
+    fixes: dict[int, str] = _STORE.get("READ_FIXES", {})
+    return fixes
+
+
+def _may_read(path: str) -> bool:
+    """This process may read ``path`` (a folder: list it), by its permissions."""
+    return os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0))
 
 
 def _raised_by_zstore(err: BaseException) -> bool:
@@ -238,8 +346,6 @@ def reader_left() -> bool:
 
 
 def _pipe_closed(fd: int) -> bool:
-    import select
-
     if not hasattr(select, "poll"):  # no poll (Windows): take it as the pipe
         return True
     poller = select.poll()

@@ -103,6 +103,11 @@ def migrate(
                 f"old store, which zstore only reads; choose a path outside it"
             )
     (doc,) = node_documents(store, [""])
+    if doc.kind == "absent" and isinstance(store, LocalStore) and _is_repository(store.root):
+        raise LegacyFormatError(
+            f"{where} is already in the current zstore format (an Icechunk repository), not "
+            f"0.1: it needs no migration, every command reads it as it is"
+        )
     if doc.kind != "group":
         found = {
             "absent": "it has no zarr.json (not a Zarr v3 store)",
@@ -153,6 +158,15 @@ def migrate(
         )
 
 
+def _is_repository(root: Any) -> bool:
+    """A local folder that is an Icechunk repository (the current format): its
+    ``config.yaml``, ``refs/`` and ``snapshots/``, and no ``zarr.json``."""
+    path = os.fspath(root)
+    return os.path.isdir(os.path.join(path, "refs")) and os.path.isdir(
+        os.path.join(path, "snapshots")
+    )
+
+
 def _legacy_store(old: str | os.PathLike[str], options: Mapping[str, Any] | None) -> Any:
     text = os.fspath(old)
     if "://" in text and not text.startswith("file://"):
@@ -167,7 +181,7 @@ def _legacy_store(old: str | os.PathLike[str], options: Mapping[str, Any] | None
     path = os.path.abspath(text.removeprefix("file://"))
     if not os.path.isdir(path):
         raise PathNotFoundError(
-            f"no zstore 0.1 experiment at {path}: no such folder; check the path (old=)"
+            f"no zstore 0.1 experiment at {path}: no such folder; check the path"
         )
     return LocalStore(path, read_only=True)
 

@@ -59,6 +59,33 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
+def check_image_path(path: str, *, what: str = "path") -> None:
+    """Refuse, before any work, an image file name whose extension matplotlib cannot
+    write (no extension: matplotlib's default format, PNG)."""
+    from pathlib import PurePath
+
+    suffix = PurePath(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return
+    _matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if suffix not in formats:
+        raise InvalidArgumentError(
+            f"{what} {path!r}: matplotlib cannot write .{suffix} images; give a file name "
+            f"ending in one of {', '.join('.' + f for f in formats)} (e.g. .png, .pdf, .svg)"
+        )
+
+
+def image_file(path: str) -> str:
+    """The file ``figure.savefig(path)`` writes: ``path``, or ``path.png`` when it has no
+    extension (matplotlib then writes its default format, PNG, and adds the extension)."""
+    from pathlib import PurePath
+
+    return path if PurePath(path).suffix else f"{path}.png"
+
+
 def _figure(figsize: tuple[float, float], layout: str = "constrained") -> Any:
     """A new figure: through pyplot in an interactive session (so it shows), else a
     plain ``Figure`` (no backend is chosen or changed: ``figure.savefig`` works).
