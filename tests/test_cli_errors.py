@@ -707,25 +707,6 @@ def test_write_failure_keeps_the_errno_and_names_the_fix() -> None:
     assert found is not None and found.errno == errno.ENOSPC and "trials/t/X/c/0/0" in str(found)
 
 
-_DROP_CAP_DAC = """
-    import ctypes, os
-    def drop_dac_override():
-        # stay root but obey file permissions: clear CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-        libc = ctypes.CDLL(None, use_errno=True)
-        class Header(ctypes.Structure):
-            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-        class Data(ctypes.Structure):
-            _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
-        header, data = Header(0x20080522, 0), (Data * 2)()
-        assert libc.capget(ctypes.byref(header), data) == 0
-        data[0].effective &= ~0b110
-        data[0].permitted &= ~0b110
-        assert libc.capset(ctypes.byref(header), data) == 0
-    if os.geteuid() == 0:
-        drop_dac_override()
-"""
-
-
 @pytest.fixture
 def read_only(tmp_path: Path) -> Any:
     """A folder, and a store in it, that this process's children cannot write."""
@@ -753,6 +734,8 @@ def test_permission_denied_names_store_path_and_fix(read_only: Path) -> None:
     """
     plane = syn.write_suite2p_plane(read_only.parent / "plane", n_rois=6, frames_per_file=[30])
     store, new = read_only / "e.zarr", read_only / "new"
+    from test_resources import _DROP_CAP_DAC  # root that obeys file permissions
+
     done = _python(code, str(store), str(new), str(plane), prelude=_DROP_CAP_DAC)
     assert "Traceback" not in done.stderr and "panicked" not in done.stderr, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("zstore")]

@@ -52,7 +52,7 @@ _HELPERS = """
 
 #: Stay root but obey file permissions: clear CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH.
 _DROP_CAP_DAC = """
-    import ctypes
+    import ctypes, os
     def drop_dac_override():
         libc = ctypes.CDLL(None, use_errno=True)
         class Header(ctypes.Structure):

@@ -267,14 +267,17 @@ def _check_labels(labels: np.ndarray, file: Path) -> None:
     values = labels.astype(np.float64)
     bad = np.flatnonzero(~np.isin(values, (0.0, 1.0)))
     if len(bad):
-        rows = bad[:10].tolist()
-        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise Suite2pFormatError(
-            f"{file}: the is-cell label (column 0) of ROI row(s) {rows}{more} is "
-            f"{values[bad[:3]].tolist()}; expected 0 (not a cell) or 1 (a cell) in every "
-            f"row. Label those ROIs in suite2p's GUI and save again, or set column 0 to 0 "
-            f"or 1 and np.save the file"
+            f"{file}: the is-cell label (column 0) of {_rows_found(bad, values)}; expected "
+            f"0 (not a cell) or 1 (a cell) in every row. Label those ROIs in suite2p's GUI "
+            f"and save again, or set column 0 to 0 or 1 and np.save the file"
         )
+
+
+def _rows_found(bad: np.ndarray, values: np.ndarray) -> str:
+    """``ROI row(s) [3, 7] is [nan, 2.0]``: the first ten bad rows and three values."""
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return f"ROI row(s) {bad[:10].tolist()}{more} is {values[bad[:3]].tolist()}"
 
 
 def _check_probabilities(probs: np.ndarray, file: Path) -> None:
@@ -286,11 +289,9 @@ def _check_probabilities(probs: np.ndarray, file: Path) -> None:
         return
     bad = np.flatnonzero(~((values >= 0.0) & (values <= 1.0)))
     if len(bad):
-        rows = bad[:10].tolist()
-        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise Suite2pFormatError(
-            f"{file}: the classifier probability (column 1) of ROI row(s) {rows}{more} is "
-            f"{values[bad[:3]].tolist()}; expected a number from 0 to 1 in every row (or NaN "
+            f"{file}: the classifier probability (column 1) of {_rows_found(bad, values)}; "
+            f"expected a number from 0 to 1 in every row (or NaN "
             f"in every row, for labels without probabilities). Re-export iscell.npy from "
             f"suite2p, or set column 1 to probabilities in [0, 1] and np.save the file"
         )
